@@ -1,0 +1,1 @@
+"""Benchmarks behind ``spl bench`` (each writes JSON/CSV under benchmarks/results/)."""

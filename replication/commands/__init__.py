@@ -1,0 +1,1 @@
+"""Click commands of the ``spl`` CLI, one module per command group (thin: parse options, call the library)."""

@@ -1,0 +1,1 @@
+"""Data: shard sets, label files, dataset adapters, transforms and the torch Dataset."""

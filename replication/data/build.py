@@ -1,0 +1,117 @@
+"""Build a shard set from a raw dataset split (``spl data build``), and summarise one (``spl data info``).
+
+Images are stored as Caffe stored them (SPEC §3): resized to ``size``×``size`` at build time
+(``convert_imageset --resize_height --resize_width``, i.e. ``cv::resize`` with bilinear
+interpolation, aspect ratio not kept), then encoded (JPEG q95 for photos, PNG for small images).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from replication.data.shards import SOURCE_REAL, ShardSet, ShardWriter, is_shard_set
+from replication.data.sources import open_source
+from replication.errors import BadImageError, DataSourceError
+
+log = logging.getLogger(__name__)
+BAD_IMAGE_POLICIES = ("stop", "skip")
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize a BGR image to ``size``×``size`` with bilinear interpolation (Caffe's ``convert_imageset``)."""
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+def build_shards(
+    source: str,
+    *,
+    split: str,
+    out: str | Path,
+    root: str | Path | None = None,
+    size: int | None = None,
+    seed: int = 0,
+    tiny: bool = False,
+    on_bad_image: str = "stop",
+    overwrite: bool = False,
+    records_per_shard: int = 1024,
+    progress: bool = True,
+) -> Path:
+    """Read split ``split`` of ``source`` under ``root`` and write it as a shard set at ``out``.
+
+    ``on_bad_image="stop"`` raises :class:`BadImageError` naming the first unreadable image (the
+    partial output is removed); ``"skip"`` leaves such images out and records how many in the
+    manifest (``extra.skipped_images``) and the log. Returns ``out``.
+    """
+    if on_bad_image not in BAD_IMAGE_POLICIES:
+        raise DataSourceError(f"unknown --on-bad-image {on_bad_image!r}; expected one of {BAD_IMAGE_POLICIES}")
+    out = Path(out)
+    src = open_source(source, root, split, seed=seed, tiny=tiny)
+    side = int(size or src.default_size)
+    skipped: list[str] = []
+    extra = {"source": source, "size": side, "seed": seed, "tiny": tiny, **src.stats}
+    with ShardWriter(
+        out,
+        dataset=src.dataset,
+        split=split,
+        class_names=src.class_names,
+        encoding=src.encoding,
+        label_kind=src.label_kind,
+        records_per_shard=records_per_shard,
+        overwrite=overwrite,
+        extra=extra,
+    ) as writer:
+        for record in tqdm(src.records, desc=f"build {source}/{split}", unit="img", disable=not progress):
+            try:
+                image = record.load()
+            except BadImageError as e:
+                if on_bad_image == "stop":
+                    raise
+                skipped.append(record.key)
+                log.warning("skipping bad image: %s", e)
+                continue
+            writer.add(resize_square(image, side), label=record.label, key=record.key, source=SOURCE_REAL)
+        if skipped:
+            writer.extra["skipped_images"] = len(skipped)
+            log.warning("%d bad images skipped while building %s", len(skipped), out)
+        if len(writer) == 0:
+            raise DataSourceError(f"{root}: no readable image in the {split} split of {source}")
+    return out
+
+
+def summarize(path: str | Path) -> dict:
+    """Summary of a shard set: count, classes, labels per image, per-class positive frequency."""
+    shards = ShardSet(path)
+    labels = shards.labels()
+    summary = {
+        "path": str(path),
+        "dataset": shards.dataset,
+        "split": shards.manifest.get("split"),
+        "records": len(shards),
+        "shards": len(shards.manifest["shards"]),
+        "num_classes": shards.num_classes,
+        "label_kind": shards.label_kind,
+        "encoding": shards.manifest["encoding"],
+        "extra": shards.manifest.get("extra", {}),
+    }
+    if np.isnan(labels).all():
+        summary["labelled"] = False
+    else:
+        positives = (labels == 1).astype(np.float64)
+        summary.update(
+            labelled=True,
+            labels_per_image=float(positives.sum(1).mean()),
+            images_without_labels=int((positives.sum(1) == 0).sum()),
+            class_frequency={n: float(f) for n, f in zip(shards.class_names, positives.mean(0))},
+        )
+    first = shards[0].image
+    summary["image_shape"] = list(first.shape)
+    return summary
+
+
+__all__ = ["build_shards", "summarize", "resize_square", "is_shard_set"]

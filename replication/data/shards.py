@@ -1,0 +1,418 @@
+"""HDF5 shard sets: an LMDB-like store of encoded images with labels beside the pixels (SPEC §3).
+
+A shard set is a folder holding ``manifest.json`` and HDF5 files ``part-00000.h5 …`` with a
+fixed number of records each. Per shard, one row per record:
+
+* ``images``  variable-length uint8 — the encoded image bytes (JPEG q95 or PNG)
+* ``labels``  float32 N×C — multi-hot (WIDER keeps −1/0/1); all-NaN rows for unlabeled sets
+* ``keys``    UTF-8 strings — the source id (file name, annotation id, sample index)
+* ``source``  uint8 — 0 real, 1 generated
+
+Writes are atomic: each shard is written under a temporary name and renamed into place, and
+the manifest (with per-shard record counts and SHA-256) is written last. A folder without a
+manifest is therefore never mistaken for a complete shard set, and the next build wipes it.
+
+Reading is lazy: HDF5 handles are opened on first access *in the process that reads*, so a
+:class:`ShardSet` created before ``DataLoader`` forks its workers is safe to use in them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import cv2
+import h5py
+import numpy as np
+
+from replication.errors import ShardError
+from replication.io_utils import atomic_write_text
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+SOURCE_REAL = 0
+SOURCE_GENERATED = 1
+LABEL_KINDS = ("binary", "wider", "none")
+ENCODINGS = ("jpeg", "png")
+
+
+def shard_name(index: int) -> str:
+    """File name of shard ``index`` inside a shard set."""
+    return f"part-{index:05d}.h5"
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def encode_image(image_bgr: np.ndarray, encoding: str, jpeg_quality: int = 95) -> bytes:
+    """Encode a BGR uint8 image (H×W×3) as JPEG (quality ``jpeg_quality``) or PNG bytes."""
+    if image_bgr.dtype != np.uint8 or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+        raise ValueError(f"expected an H×W×3 uint8 BGR image, got {image_bgr.dtype} {image_bgr.shape}")
+    if encoding == "jpeg":
+        ok, buf = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+    elif encoding == "png":
+        ok, buf = cv2.imencode(".png", image_bgr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    else:
+        raise ValueError(f"unknown image encoding {encoding!r}; expected one of {ENCODINGS}")
+    if not ok:
+        raise ValueError(f"OpenCV could not encode an image of shape {image_bgr.shape} as {encoding}")
+    return buf.tobytes()
+
+
+def decode_image(data: bytes | np.ndarray, what: str = "image") -> np.ndarray:
+    """Decode encoded bytes into a BGR uint8 H×W×3 array with OpenCV (as Caffe does)."""
+    arr = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray)) else data
+    img = cv2.imdecode(arr, cv2.IMREAD_COLOR)
+    if img is None:
+        raise ShardError(f"{what}: image bytes could not be decoded")
+    return img
+
+
+@dataclass(frozen=True)
+class ShardItem:
+    """One record: decoded BGR uint8 image, float32 label vector (C,), source key and source flag."""
+
+    image: np.ndarray
+    label: np.ndarray
+    key: str
+    source: int
+
+
+class ShardWriter:
+    """Write records into a new shard set at ``out_dir`` (SPEC §3).
+
+    Use as a context manager; on a clean exit the manifest is written last, on an exception
+    the partially written folder is removed. An existing folder *without* a manifest is a
+    leftover of an interrupted build and is wiped; an existing complete shard set is refused
+    unless ``overwrite`` is set.
+    """
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        *,
+        dataset: str,
+        split: str,
+        class_names: Sequence[str],
+        encoding: str = "jpeg",
+        label_kind: str = "binary",
+        records_per_shard: int = 1024,
+        jpeg_quality: int = 95,
+        overwrite: bool = False,
+        extra: dict | None = None,
+    ) -> None:
+        if encoding not in ENCODINGS:
+            raise ValueError(f"unknown image encoding {encoding!r}; expected one of {ENCODINGS}")
+        if label_kind not in LABEL_KINDS:
+            raise ValueError(f"unknown label kind {label_kind!r}; expected one of {LABEL_KINDS}")
+        if records_per_shard < 1:
+            raise ValueError("records_per_shard must be >= 1")
+        self.out_dir = Path(out_dir)
+        if (self.out_dir / MANIFEST).exists():
+            if not overwrite:
+                raise ShardError(f"{self.out_dir}: a complete shard set already exists (use overwrite to rebuild)")
+            shutil.rmtree(self.out_dir)
+        elif self.out_dir.exists():
+            shutil.rmtree(self.out_dir)  # leftover of an interrupted build: start clean
+        self.out_dir.mkdir(parents=True)
+        self.dataset, self.split = dataset, split
+        self.class_names = list(class_names)
+        self.num_classes = len(self.class_names)
+        self.encoding, self.label_kind = encoding, label_kind
+        self.records_per_shard = records_per_shard
+        self.jpeg_quality = jpeg_quality
+        self.extra = dict(extra or {})
+        self._shards: list[dict] = []
+        self._buf_images: list[np.ndarray] = []
+        self._buf_labels: list[np.ndarray] = []
+        self._buf_keys: list[str] = []
+        self._buf_source: list[int] = []
+        self._count = 0
+        self._closed = False
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(
+        self,
+        image_bgr: np.ndarray | None = None,
+        *,
+        label: np.ndarray | Sequence[float] | None,
+        key: str,
+        source: int = SOURCE_REAL,
+        encoded: bytes | None = None,
+    ) -> None:
+        """Append one record; give either a BGR uint8 image or its already ``encoded`` bytes."""
+        if self._closed:
+            raise ShardError(f"{self.out_dir}: writer already closed")
+        if (image_bgr is None) == (encoded is None):
+            raise ValueError("give exactly one of image_bgr or encoded")
+        data = encode_image(image_bgr, self.encoding, self.jpeg_quality) if encoded is None else encoded
+        if label is None:
+            vec = np.full(self.num_classes, np.nan, dtype=np.float32)
+        else:
+            vec = np.asarray(label, dtype=np.float32).reshape(-1)
+            if vec.shape[0] != self.num_classes:
+                raise ShardError(
+                    f"{self.out_dir}: record {key!r} has a label vector of length {vec.shape[0]}, "
+                    f"expected {self.num_classes}"
+                )
+        self._buf_images.append(np.frombuffer(data, dtype=np.uint8))
+        self._buf_labels.append(vec)
+        self._buf_keys.append(str(key))
+        self._buf_source.append(int(source))
+        self._count += 1
+        if len(self._buf_keys) == self.records_per_shard:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buf_keys:
+            return
+        index = len(self._shards)
+        name = shard_name(index)
+        final = self.out_dir / name
+        tmp = self.out_dir / (name + ".tmp")
+        n = len(self._buf_keys)
+        with h5py.File(tmp, "w") as f:
+            images = f.create_dataset("images", (n,), dtype=h5py.vlen_dtype(np.uint8))
+            for i, b in enumerate(self._buf_images):
+                images[i] = b
+            f.create_dataset("labels", data=np.stack(self._buf_labels).astype(np.float32))
+            f.create_dataset("keys", data=np.array(self._buf_keys, dtype=object), dtype=h5py.string_dtype("utf-8"))
+            f.create_dataset("source", data=np.asarray(self._buf_source, dtype=np.uint8))
+        os.replace(tmp, final)
+        self._shards.append({"file": name, "count": n, "sha256": sha256_file(final)})
+        self._buf_images, self._buf_labels, self._buf_keys, self._buf_source = [], [], [], []
+
+    def close(self) -> dict:
+        """Flush the last shard and write the manifest (last). Returns the manifest dict."""
+        if self._closed:
+            raise ShardError(f"{self.out_dir}: writer already closed")
+        self._flush()
+        if self._count == 0:
+            self.abort()
+            raise ShardError(f"{self.out_dir}: no records were written (empty split)")
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "dataset": self.dataset,
+            "split": self.split,
+            "class_names": self.class_names,
+            "num_classes": self.num_classes,
+            "encoding": self.encoding,
+            "label_kind": self.label_kind,
+            "records_per_shard": self.records_per_shard,
+            "num_records": self._count,
+            "shards": self._shards,
+            **({"extra": self.extra} if self.extra else {}),
+        }
+        atomic_write_text(self.out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        self._closed = True
+        return manifest
+
+    def abort(self) -> None:
+        """Remove everything written so far."""
+        self._closed = True
+        shutil.rmtree(self.out_dir, ignore_errors=True)
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self._closed:
+            self.close()
+
+
+def is_shard_set(path: str | os.PathLike) -> bool:
+    """True when ``path`` holds a complete shard set (its manifest exists)."""
+    return (Path(path) / MANIFEST).is_file()
+
+
+def load_manifest(path: str | os.PathLike) -> dict:
+    """Read and validate a shard set's manifest; a clear :class:`ShardError` otherwise."""
+    root = Path(path)
+    mpath = root / MANIFEST
+    if not root.is_dir():
+        raise ShardError(f"{root}: no such shard set folder")
+    if not mpath.is_file():
+        raise ShardError(f"{root}: not a shard set (no {MANIFEST}; an interrupted build leaves none)")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ShardError(f"{mpath}: malformed manifest ({e})") from None
+    for field in ("format_version", "class_names", "shards", "num_records", "encoding", "label_kind"):
+        if field not in manifest:
+            raise ShardError(f"{mpath}: manifest lacks the field {field!r}")
+    if manifest["format_version"] != FORMAT_VERSION:
+        raise ShardError(f"{mpath}: format version {manifest['format_version']} is not {FORMAT_VERSION}")
+    if sum(s["count"] for s in manifest["shards"]) != manifest["num_records"]:
+        raise ShardError(f"{mpath}: shard counts do not add up to num_records")
+    return manifest
+
+
+def manifest_hash(manifest: dict) -> str:
+    """Content hash of a shard set: SHA-256 over its class names and per-shard SHA-256 values.
+
+    Label files store it to tie themselves to the exact pixels they label.
+    """
+    h = hashlib.sha256()
+    h.update(json.dumps(manifest["class_names"]).encode())
+    for s in manifest["shards"]:
+        h.update(f"{s['file']}:{s['count']}:{s['sha256']}".encode())
+    return h.hexdigest()
+
+
+class ShardSet:
+    """Random access to a shard set by global index (lazy, fork-safe HDF5 handles)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.manifest = load_manifest(self.path)
+        self.class_names: list[str] = list(self.manifest["class_names"])
+        counts = np.array([s["count"] for s in self.manifest["shards"]], dtype=np.int64)
+        self._starts = np.concatenate([[0], np.cumsum(counts)])
+        self._files = [s["file"] for s in self.manifest["shards"]]
+        self._handles: dict[int, h5py.File] = {}
+        self._pid: int | None = None
+
+    # -- metadata -----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.manifest["num_records"])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def label_kind(self) -> str:
+        return self.manifest["label_kind"]
+
+    @property
+    def dataset(self) -> str:
+        return self.manifest.get("dataset", "")
+
+    @property
+    def content_hash(self) -> str:
+        return manifest_hash(self.manifest)
+
+    # -- access -------------------------------------------------------------------------
+    def _locate(self, index: int) -> tuple[int, int]:
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"{self.path}: index {index} out of range for {n} records")
+        shard = int(np.searchsorted(self._starts, index, side="right") - 1)
+        return shard, index - int(self._starts[shard])
+
+    def _handle(self, shard: int) -> h5py.File:
+        pid = os.getpid()
+        if self._pid != pid:  # first use in this process (e.g. a forked DataLoader worker)
+            self._handles = {}
+            self._pid = pid
+        f = self._handles.get(shard)
+        if f is None:
+            path = self.path / self._files[shard]
+            try:
+                f = h5py.File(path, "r")
+            except OSError as e:
+                raise ShardError(f"{path}: cannot open shard ({e})") from None
+            self._handles[shard] = f
+        return f
+
+    def read_encoded(self, index: int) -> bytes:
+        """The stored encoded bytes of record ``index``."""
+        shard, row = self._locate(index)
+        return self._handle(shard)["images"][row].tobytes()
+
+    def __getitem__(self, index: int) -> ShardItem:
+        shard, row = self._locate(index)
+        f = self._handle(shard)
+        what = f"{self.path / self._files[shard]} record {row}"
+        image = decode_image(f["images"][row], what)
+        return ShardItem(
+            image=image,
+            label=np.asarray(f["labels"][row], dtype=np.float32),
+            key=f["keys"][row].decode("utf-8") if isinstance(f["keys"][row], bytes) else str(f["keys"][row]),
+            source=int(f["source"][row]),
+        )
+
+    def __iter__(self) -> Iterator[ShardItem]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def labels(self) -> np.ndarray:
+        """All label vectors, N×C float32 (NaN rows for unlabeled generated sets)."""
+        return np.concatenate([self._handle(s)["labels"][:] for s in range(len(self._files))]).astype(np.float32)
+
+    def keys(self) -> list[str]:
+        """All record keys in index order."""
+        out: list[str] = []
+        for s in range(len(self._files)):
+            out.extend(k.decode("utf-8") if isinstance(k, bytes) else str(k) for k in self._handle(s)["keys"][:])
+        return out
+
+    def sources(self) -> np.ndarray:
+        """All source flags (0 real, 1 generated), uint8 N."""
+        return np.concatenate([self._handle(s)["source"][:] for s in range(len(self._files))])
+
+    def close(self) -> None:
+        for f in self._handles.values():
+            try:
+                f.close()
+            except Exception:  # pragma: no cover - best effort
+                pass
+        self._handles = {}
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_handles"] = {}
+        state["_pid"] = None
+        return state
+
+    def __del__(self) -> None:  # pragma: no cover - interpreter shutdown order varies
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def verify_shard_set(path: str | os.PathLike) -> list[str]:
+    """Check every shard's presence, SHA-256 and record count; return a list of problems (empty = OK)."""
+    root = Path(path)
+    manifest = load_manifest(root)
+    problems: list[str] = []
+    c = len(manifest["class_names"])
+    for s in manifest["shards"]:
+        p = root / s["file"]
+        if not p.is_file():
+            problems.append(f"{p}: shard file missing")
+            continue
+        digest = sha256_file(p)
+        if digest != s["sha256"]:
+            problems.append(f"{p}: SHA-256 mismatch (manifest {s['sha256'][:12]}…, file {digest[:12]}…)")
+            continue
+        try:
+            with h5py.File(p, "r") as f:
+                for name in ("images", "labels", "keys", "source"):
+                    if f[name].shape[0] != s["count"]:
+                        problems.append(f"{p}: dataset {name!r} has {f[name].shape[0]} rows, manifest says {s['count']}")
+                if f["labels"].ndim != 2 or f["labels"].shape[1] != c:
+                    problems.append(f"{p}: labels have shape {f['labels'].shape}, expected (N, {c})")
+        except (OSError, KeyError) as e:
+            problems.append(f"{p}: unreadable shard ({e})")
+    return problems

@@ -1,0 +1,105 @@
+"""Dataset adapters: each turns one raw dataset split into a :class:`SourceSplit` (SPEC §2-3).
+
+An adapter only *reads* the official files and describes the records; ``replication.data.build``
+decodes, resizes and writes them into shards. Adapters register themselves by name in
+:data:`SOURCES` and are opened with :func:`open_source`.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from replication.errors import BadImageError, DataSourceError
+
+
+@dataclass
+class SourceRecord:
+    """One sample: a source id, its label vector (float32, C) and a loader for its BGR uint8 image."""
+
+    key: str
+    label: np.ndarray
+    load: Callable[[], np.ndarray]
+
+
+@dataclass
+class SourceSplit:
+    """A raw dataset split described as records, ready to be written into shards.
+
+    ``stats`` carries counts a user should see (e.g. images dropped because missing on disk).
+    ``default_size`` is the side the images are stored at (Caffe's 256 for photos).
+    """
+
+    dataset: str
+    split: str
+    class_names: list[str]
+    label_kind: str  # "binary" or "wider" (−1/0/1)
+    records: list[SourceRecord]
+    encoding: str = "jpeg"
+    default_size: int = 256
+    stats: dict = field(default_factory=dict)
+
+
+class SourceOpener(Protocol):
+    def __call__(self, root: Path | None, split: str, *, seed: int = 0, tiny: bool = False) -> SourceSplit: ...
+
+
+# name -> "module:function"; modules are imported lazily so a missing optional one never breaks the rest.
+SOURCES: dict[str, str] = {
+    "digits-mosaic": "replication.data.sources.digits_mosaic:open_split",
+    "coco2014": "replication.data.sources.coco2014:open_split",
+    "nus-wide": "replication.data.sources.nus_wide:open_split",
+    "wider-attribute": "replication.data.sources.wider_attribute:open_split",
+    "folder": "replication.data.sources.folder:open_split",
+}
+SPLITS = ("train", "test")
+
+
+def open_source(name: str, root: str | Path | None, split: str, *, seed: int = 0, tiny: bool = False) -> SourceSplit:
+    """Open split ``split`` of source ``name`` whose raw files live under ``root``."""
+    if name not in SOURCES:
+        raise DataSourceError(f"unknown data source {name!r}; expected one of {sorted(SOURCES)}")
+    if split not in SPLITS:
+        raise DataSourceError(f"unknown split {split!r} for {name}; expected one of {SPLITS}")
+    module_name, func = SOURCES[name].split(":")
+    opener: SourceOpener = getattr(importlib.import_module(module_name), func)
+    out = opener(Path(root) if root is not None else None, split, seed=seed, tiny=tiny)
+    if not out.records:
+        raise DataSourceError(f"{root}: the {split} split of {name} has no records (empty split)")
+    return out
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as BGR uint8 with OpenCV; :class:`BadImageError` naming the file otherwise."""
+    import cv2
+
+    p = Path(path)
+    if not p.is_file():
+        raise BadImageError(f"{p}: image file not found")
+    data = np.fromfile(p, dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise BadImageError(f"{p}: corrupt or unreadable image")
+    return img
+
+
+def require_file(path: Path, what: str) -> Path:
+    """Return ``path`` if it is a file, else a one-line :class:`DataSourceError` naming it and ``what`` it is."""
+    if not path.is_file():
+        raise DataSourceError(f"{path}: missing {what}")
+    return path
+
+
+def load_json(path: Path, what: str) -> object:
+    """Load a JSON annotation file with a one-line error for a missing or malformed file."""
+    import json
+
+    require_file(path, what)
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise DataSourceError(f"{path}: malformed JSON ({e.msg} at line {e.lineno})") from None

@@ -1,0 +1,40 @@
+"""Shared test setup: CPU-only determinism, the gpu marker, and small fixtures."""
+from __future__ import annotations
+
+import os
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+# Without a GPU, the Numba CUDA simulator runs numba.cuda kernels on the CPU. It must be chosen
+# before numba is imported (torch does not import numba), and never on a machine with a GPU,
+# where the same tests run the real kernels.
+if not torch.cuda.is_available():
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def cuda_available() -> bool:
+    """True when a real CUDA device is usable by torch."""
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    if cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_digits(tmp_path_factory):
+    """Tiny digits-mosaic train and test shard sets (built once per test session)."""
+    from replication.data.build import build_shards
+
+    root = tmp_path_factory.mktemp("digits")
+    train = build_shards("digits-mosaic", split="train", out=root / "train", tiny=True, seed=0)
+    test = build_shards("digits-mosaic", split="test", out=root / "test", tiny=True, seed=0)
+    return train, test
