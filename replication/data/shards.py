@@ -319,7 +319,7 @@ class ShardSet:
         shard = int(np.searchsorted(self._starts, index, side="right") - 1)
         return shard, index - int(self._starts[shard])
 
-    def _handle(self, shard: int) -> h5py.File:
+    def _handle(self, shard: int) -> "_OpenShard":
         pid = os.getpid()
         if self._pid != pid:  # first use in this process (e.g. a forked DataLoader worker)
             self._handles = {}
@@ -328,8 +328,8 @@ class ShardSet:
         if f is None:
             path = self.path / self._files[shard]
             try:
-                f = h5py.File(path, "r")
-            except OSError as e:
+                f = _OpenShard(h5py.File(path, "r"))
+            except (OSError, KeyError) as e:
                 raise ShardError(f"{path}: cannot open shard ({e})") from None
             self._handles[shard] = f
         return f
@@ -337,19 +337,13 @@ class ShardSet:
     def read_encoded(self, index: int) -> bytes:
         """The stored encoded bytes of record ``index``."""
         shard, row = self._locate(index)
-        return self._handle(shard)["images"][row].tobytes()
+        return self._handle(shard).images[row].tobytes()
 
     def __getitem__(self, index: int) -> ShardItem:
         shard, row = self._locate(index)
         f = self._handle(shard)
-        what = f"{self.path / self._files[shard]} record {row}"
-        image = decode_image(f["images"][row], what)
-        return ShardItem(
-            image=image,
-            label=np.asarray(f["labels"][row], dtype=np.float32),
-            key=f["keys"][row].decode("utf-8") if isinstance(f["keys"][row], bytes) else str(f["keys"][row]),
-            source=int(f["source"][row]),
-        )
+        image = decode_image(f.images[row], f"{self.path / self._files[shard]} record {row}")
+        return ShardItem(image=image, label=f.labels[row].copy(), key=f.keys[row], source=int(f.source[row]))
 
     def __iter__(self) -> Iterator[ShardItem]:
         for i in range(len(self)):
@@ -357,23 +351,20 @@ class ShardSet:
 
     def labels(self) -> np.ndarray:
         """All label vectors, N×C float32 (NaN rows for unlabeled generated sets)."""
-        return np.concatenate([self._handle(s)["labels"][:] for s in range(len(self._files))]).astype(np.float32)
+        return np.concatenate([self._handle(s).labels for s in range(len(self._files))]).astype(np.float32)
 
     def keys(self) -> list[str]:
         """All record keys in index order."""
-        out: list[str] = []
-        for s in range(len(self._files)):
-            out.extend(k.decode("utf-8") if isinstance(k, bytes) else str(k) for k in self._handle(s)["keys"][:])
-        return out
+        return [k for s in range(len(self._files)) for k in self._handle(s).keys]
 
     def sources(self) -> np.ndarray:
         """All source flags (0 real, 1 generated), uint8 N."""
-        return np.concatenate([self._handle(s)["source"][:] for s in range(len(self._files))])
+        return np.concatenate([self._handle(s).source for s in range(len(self._files))])
 
     def close(self) -> None:
         for f in self._handles.values():
             try:
-                f.close()
+                f.file.close()
             except Exception:  # pragma: no cover - best effort
                 pass
         self._handles = {}
@@ -389,6 +380,17 @@ class ShardSet:
             self.close()
         except Exception:
             pass
+
+
+class _OpenShard:
+    """An open shard: the lazily read ``images`` dataset plus labels, keys and flags held in memory."""
+
+    def __init__(self, file: h5py.File) -> None:
+        self.file = file
+        self.images = file["images"]
+        self.labels = np.asarray(file["labels"][:], dtype=np.float32)
+        self.keys = [k.decode("utf-8") if isinstance(k, bytes) else str(k) for k in file["keys"][:]]
+        self.source = np.asarray(file["source"][:], dtype=np.uint8)
 
 
 def verify_shard_set(path: str | os.PathLike) -> list[str]:
