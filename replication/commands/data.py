@@ -24,14 +24,16 @@ def command() -> None:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output shard-set folder.")
 @click.option("--size", type=int, default=None, help="Stored side in pixels (default: 256 for photos, 32 for digits-mosaic).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--tiny", is_flag=True, help="A few hundred images (digits-mosaic), for tests.")
+@click.option("--tiny", is_flag=True, help="A small split for tests: 240/120 canvases for digits-mosaic, the first 64 records otherwise.")
+@click.option("--image-dir", default=None, help="wider-attribute only: image folder under --root (default: Image).")
 @click.option("--on-bad-image", type=click.Choice(BAD_IMAGE_POLICIES), default="stop", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing complete shard set.")
-def build_cmd(source, root, split, out, size, seed, tiny, on_bad_image, overwrite) -> None:
+def build_cmd(source, root, split, out, size, seed, tiny, image_dir, on_bad_image, overwrite) -> None:
     """Build the shard set of SOURCE's SPLIT into OUT, then print its summary."""
     path = build_shards(
         source, split=split, out=out, root=root, size=size, seed=seed, tiny=tiny,
         on_bad_image=on_bad_image, overwrite=overwrite,
+        source_options={"image_dir": image_dir} if image_dir else None,
     )
     _print_summary(summarize(path))
 
@@ -73,5 +75,5 @@ def _print_summary(s: dict) -> None:
     else:
         click.echo("  unlabelled (generated images: labels come from a label file)")
     for key, value in s.get("extra", {}).items():
-        if key in ("skipped_images", "missing_on_disk", "no_label"):
+        if key in ("skipped_images", "listed", "kept", "missing_on_disk", "no_label", "no_annotation", "empty_box"):
             click.echo(f"  {key.replace('_', ' ')}: {value}")

@@ -41,17 +41,19 @@ def build_shards(
     overwrite: bool = False,
     records_per_shard: int = 1024,
     progress: bool = True,
+    source_options: dict | None = None,
 ) -> Path:
     """Read split ``split`` of ``source`` under ``root`` and write it as a shard set at ``out``.
 
     ``on_bad_image="stop"`` raises :class:`BadImageError` naming the first unreadable image (the
     partial output is removed); ``"skip"`` leaves such images out and records how many in the
-    manifest (``extra.skipped_images``) and the log. Returns ``out``.
+    manifest (``extra.skipped_images``) and the log. ``source_options`` go to the adapter (e.g.
+    ``{"image_dir": "Image"}`` for wider-attribute). Returns ``out``.
     """
     if on_bad_image not in BAD_IMAGE_POLICIES:
         raise DataSourceError(f"unknown --on-bad-image {on_bad_image!r}; expected one of {BAD_IMAGE_POLICIES}")
     out = Path(out)
-    src = open_source(source, root, split, seed=seed, tiny=tiny)
+    src = open_source(source, root, split, seed=seed, tiny=tiny, **(source_options or {}))
     side = int(size or src.default_size)
     skipped: list[str] = []
     extra = {"source": source, "size": side, "seed": seed, "tiny": tiny, **src.stats}

@@ -44,7 +44,7 @@ class SourceSplit:
 
 
 class SourceOpener(Protocol):
-    def __call__(self, root: Path | None, split: str, *, seed: int = 0, tiny: bool = False) -> SourceSplit: ...
+    def __call__(self, root: Path | None, split: str, *, seed: int = 0, tiny: bool = False, **options) -> SourceSplit: ...
 
 
 # name -> "module:function"; modules are imported lazily so a missing optional one never breaks the rest.
@@ -58,15 +58,25 @@ SOURCES: dict[str, str] = {
 SPLITS = ("train", "test")
 
 
-def open_source(name: str, root: str | Path | None, split: str, *, seed: int = 0, tiny: bool = False) -> SourceSplit:
-    """Open split ``split`` of source ``name`` whose raw files live under ``root``."""
+def open_source(
+    name: str, root: str | Path | None, split: str, *, seed: int = 0, tiny: bool = False, **options: object
+) -> SourceSplit:
+    """Open split ``split`` of source ``name`` whose raw files live under ``root``.
+
+    ``options`` are source-specific keyword arguments (e.g. ``image_dir`` for wider-attribute).
+    """
     if name not in SOURCES:
         raise DataSourceError(f"unknown data source {name!r}; expected one of {sorted(SOURCES)}")
     if split not in SPLITS:
         raise DataSourceError(f"unknown split {split!r} for {name}; expected one of {SPLITS}")
     module_name, func = SOURCES[name].split(":")
     opener: SourceOpener = getattr(importlib.import_module(module_name), func)
-    out = opener(Path(root) if root is not None else None, split, seed=seed, tiny=tiny)
+    try:
+        out = opener(Path(root) if root is not None else None, split, seed=seed, tiny=tiny, **options)
+    except TypeError as e:
+        if options and "unexpected keyword" in str(e):
+            raise DataSourceError(f"source {name!r} does not take the option(s) {sorted(options)}") from None
+        raise
     if not out.records:
         raise DataSourceError(f"{root}: the {split} split of {name} has no records (empty split)")
     return out
