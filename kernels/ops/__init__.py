@@ -1,0 +1,1 @@
+"""Public ops: validation, backend dispatch and the autograd wrapper, one file per op."""
