@@ -1,0 +1,94 @@
+"""Resumable, rank-aware batch order and per-sample augmentation seeds (SPEC §11 exact resume).
+
+Epoch ``e`` visits ``perm_e`` = a permutation of the N training indices drawn from
+``(seed, e)`` alone — real and generated images shuffled together with no fixed per-batch ratio
+(as LSRO). Global batches are consecutive chunks of ``batch_size``; the last partial chunk is
+dropped (decision: Caffe has no epochs, it cycles through its LMDB, so a fixed number of full
+batches per epoch is the closest fixed-size analogue; a different tail is dropped every epoch).
+Under DDP rank ``r`` of ``W`` takes ``chunk[r::W]`` of every global batch, so the global batch
+and the data order do not depend on the number of processes.
+
+Each visited position carries its own augmentation seed, also drawn from ``(seed, e)``:
+:class:`SeededDataset` runs the wrapped dataset's ``__getitem__`` under that seed (torch, NumPy
+and ``random``), restoring the caller's RNG state afterwards. Crops and flips are therefore a
+pure function of (seed, epoch, position), whatever the number of DataLoader workers, and a run
+resumed at batch ``b`` replays exactly what the uninterrupted run would have seen.
+"""
+from __future__ import annotations
+
+import random
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """(permutation of ``range(n)``, per-position augmentation seeds) of epoch ``epoch``."""
+    rng = np.random.default_rng([int(seed), int(epoch), 0x5EED])
+    perm = rng.permutation(n)
+    seeds = rng.integers(0, 2**62, size=n, dtype=np.int64)
+    return perm, seeds
+
+
+class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Batches of ``(index, augmentation seed)`` for one epoch, this rank's share, from ``start_batch``."""
+
+    def __init__(
+        self, n: int, batch_size: int, *, seed: int, epoch: int, rank: int = 0, world_size: int = 1, start_batch: int = 0
+    ) -> None:
+        if batch_size % world_size:
+            raise ValueError(f"batch size {batch_size} is not divisible by the world size {world_size}")
+        if n < batch_size:
+            raise ValueError(f"{n} training images are fewer than one batch of {batch_size}")
+        self.n, self.batch_size = n, batch_size
+        self.seed, self.epoch = seed, epoch
+        self.rank, self.world_size = rank, world_size
+        self.start_batch = start_batch
+
+    @staticmethod
+    def batches_per_epoch(n: int, batch_size: int) -> int:
+        """Full global batches per epoch (the partial tail is dropped)."""
+        return n // batch_size
+
+    def __len__(self) -> int:
+        return max(0, self.batches_per_epoch(self.n, self.batch_size) - self.start_batch)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        perm, seeds = epoch_order(self.n, self.seed, self.epoch)
+        for b in range(self.start_batch, self.batches_per_epoch(self.n, self.batch_size)):
+            lo = b * self.batch_size
+            pos = range(lo + self.rank, lo + self.batch_size, self.world_size)
+            yield [(int(perm[p]), int(seeds[p])) for p in pos]
+
+
+class SeededDataset(Dataset):
+    """Wraps a training dataset: item ``(index, seed)`` → ``(*base[index], is_real)`` under that seed.
+
+    ``is_real`` is True for indices below ``num_real`` (real images come first in
+    :class:`~replication.data.dataset.ShardDataset`), which the WIDER ``ignore`` rule needs.
+    """
+
+    def __init__(self, base: Dataset, num_real: int) -> None:
+        self.base = base
+        self.num_real = int(num_real)
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, item: tuple[int, int]):
+        index, seed = item
+        torch_state = torch.get_rng_state()
+        np_state = np.random.get_state()
+        py_state = random.getstate()
+        try:
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)
+            random.seed(seed)
+            out = self.base[index]
+        finally:
+            torch.set_rng_state(torch_state)
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+        return (*out, torch.tensor(index < self.num_real))
