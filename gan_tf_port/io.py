@@ -1,0 +1,51 @@
+"""Atomic file writes for the GAN trainer (``gan_tf_port`` cannot use ``replication.io_utils``, SPEC §1).
+
+Each writer writes a temporary file in the target's folder, fsyncs it and renames it into place,
+so an interrupted write never leaves a half-written checkpoint, image or JSON file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)`` then atomically rename the temporary file to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Atomically write ``data`` to ``path``."""
+    def _w(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    atomic_write(path, _w)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """Atomically ``torch.save`` ``obj`` (checkpoints)."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))

@@ -1,0 +1,88 @@
+"""TF1's Adam (``tf.train.AdamOptimizer``) as a PyTorch optimiser.
+
+TF1 updates ``θ ← θ − lr_t · m / (sqrt(v) + ε)`` with ``lr_t = lr · sqrt(1 − β2^t) / (1 − β1^t)``:
+its ε is added to the *uncorrected* sqrt(v) ("epsilon hat" in Kingma & Ba's §2 note).
+``torch.optim.Adam`` adds ε to the bias-corrected sqrt(v̂), which equals TF's update only with
+``ε_torch = ε / sqrt(1 − β2^t)`` (3.2e-7 instead of 1e-8 at t = 1). The difference is tiny but
+real in the first steps, so the ports use this class by default (``adam: tf``); ``adam: torch``
+selects ``torch.optim.Adam``. The update follows TF's ``ApplyAdam`` kernel expression by
+expression (``m += (g − m)(1 − β1)``, ``v += (g² − v)(1 − β2)``, ``θ −= (m·lr_t)/(sqrt(v) + ε)``,
+with float32 β powers), so rounding is TF's too.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import torch
+from torch.optim import Optimizer
+
+
+class TFAdam(Optimizer):
+    """Adam with TF1 semantics (defaults: TF's β2 0.999, ε 1e-8; the GANs pass lr 2e-4, β1 0.5)."""
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        if lr <= 0 or eps < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+            raise ValueError(f"invalid Adam hyper-parameters lr={lr} betas={betas} eps={eps}")
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        """One TF1 Adam update of every parameter that has a gradient."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            params, grads, ms, vs = [], [], [], []
+            lr_t = 0.0
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["beta1_power"] = float(np.float32(b1))
+                    state["beta2_power"] = float(np.float32(b2))
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                else:  # TF multiplies its float32 β powers after each update
+                    state["beta1_power"] = float(np.float32(state["beta1_power"]) * np.float32(b1))
+                    state["beta2_power"] = float(np.float32(state["beta2_power"]) * np.float32(b2))
+                state["step"] += 1
+                # lr_t = lr · sqrt(1 − β2^t) / (1 − β1^t), evaluated in float32 as TF does
+                one = np.float32(1.0)
+                lr_t = float(np.float32(group["lr"]) * np.sqrt(one - np.float32(state["beta2_power"]))
+                             / (one - np.float32(state["beta1_power"])))
+                params.append(p)
+                grads.append(p.grad)
+                ms.append(state["exp_avg"])
+                vs.append(state["exp_avg_sq"])
+            if not params:
+                continue
+            # TF's ApplyAdam: m += (g − m)(1 − β1); v += (g² − v)(1 − β2); θ −= (m·lr_t) / (sqrt(v) + ε)
+            dm = torch._foreach_sub(grads, ms)
+            torch._foreach_mul_(dm, 1.0 - b1)
+            torch._foreach_add_(ms, dm)
+            dv = torch._foreach_mul(grads, grads)
+            torch._foreach_sub_(dv, vs)
+            torch._foreach_mul_(dv, 1.0 - b2)
+            torch._foreach_add_(vs, dv)
+            denom = torch._foreach_sqrt(vs)
+            torch._foreach_add_(denom, group["eps"])
+            upd = torch._foreach_mul(ms, lr_t)
+            torch._foreach_div_(upd, denom)
+            torch._foreach_sub_(params, upd)
+        return loss
+
+
+def make_adam(params: Iterable[torch.nn.Parameter], *, kind: str = "tf", lr: float = 2e-4,
+              beta1: float = 0.5, beta2: float = 0.999, eps: float = 1e-8) -> Optimizer:
+    """The GANs' optimiser: TF1 Adam (``kind='tf'``, default) or ``torch.optim.Adam`` (``kind='torch'``)."""
+    if kind == "tf":
+        return TFAdam(params, lr=lr, betas=(beta1, beta2), eps=eps)
+    if kind == "torch":
+        return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), eps=eps)
+    raise ValueError(f"unknown adam kind {kind!r}; expected 'tf' or 'torch'")

@@ -1,0 +1,62 @@
+"""Draw images from a trained generator (SPEC §4): eval-mode batch norm, seeded noise, in batches.
+
+Batch norm in inference mode uses the moving averages, as both repositories' samplers do
+(carpedm20 ``sampler`` = ``generator(train=False)``; LynnHo ``generator(z, training=False)``).
+Noise for sample i comes from one CPU ``torch.Generator`` seeded with ``seed`` and drawn batch
+after batch, so the same (seed, batch) always yields the same images on the same device.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from gan_tf_port import build
+from gan_tf_port.grid import to_uint8
+
+MODEL_KEYS = ("arch", "size", "width", "channels", "z_dim")
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load a trainer checkpoint (a dict written by :func:`gan_tf_port.train.train`; our own file, so not weights-only)."""
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the generator saved in checkpoint ``path`` (its ``model`` spec and ``G`` weights), in eval mode."""
+    ckpt = load_checkpoint(path)
+    spec = ckpt["model"]
+    g, _ = build(spec["arch"], size=spec["size"], width=spec["width"], channels=spec["channels"], z_dim=spec["z_dim"])
+    g.load_state_dict(ckpt["G"])
+    return g.to(device).eval()
+
+
+@torch.no_grad()
+def iter_samples(generator: nn.Module, n: int, *, seed: int = 0, batch: int = 256,
+                 device: str | torch.device | None = None) -> Iterator[np.ndarray]:
+    """Yield ``n`` images as uint8 RGB arrays b×H×W×C, ``batch`` at a time, with eval-mode BN."""
+    if n < 0 or batch < 1:
+        raise ValueError(f"need n >= 0 and batch >= 1, got n={n}, batch={batch}")
+    device = torch.device(device) if device is not None else next(generator.parameters()).device
+    gen = torch.Generator().manual_seed(int(seed))
+    was_training = generator.training
+    generator.eval()
+    try:
+        for start in range(0, n, batch):
+            b = min(batch, n - start)
+            z = generator.sample_z(b, gen).to(device)
+            yield to_uint8(generator(z))
+    finally:
+        generator.train(was_training)
+
+
+def sample_images(generator: nn.Module, n: int, *, seed: int = 0, batch: int = 256,
+                  device: str | torch.device | None = None) -> np.ndarray:
+    """``n`` generated images as one uint8 RGB array n×H×W×C (see :func:`iter_samples`)."""
+    parts = list(iter_samples(generator, n, seed=seed, batch=batch, device=device))
+    if not parts:
+        return np.zeros((0, generator.size, generator.size, generator.channels), dtype=np.uint8)
+    return np.concatenate(parts)

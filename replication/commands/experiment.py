@@ -1,0 +1,57 @@
+"""``spl experiment run|status SPEC``: run a table's cached dependency chain, or show what is done."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from replication.experiment import load_spec, plan_experiment, run_experiment
+
+
+@click.group(name="experiment")
+def command() -> None:
+    """Run the steps behind a table (tables/specs/*.yaml), skipping those already done."""
+
+
+def _common(f):
+    f = click.option("--runs", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+                     help="Root of the run directories (runs/<dataset>/<step>-<hash>/).")(f)
+    f = click.option("--only", multiple=True, metavar="ROW",
+                     help="Only this row (e.g. spl/dcgan) and its dependencies; repeatable.")(f)
+    f = click.option("--seeds", type=int, default=1, show_default=True,
+                     help="Train every row with seeds 0..N-1; tables show mean ± std.")(f)
+    f = click.option("--data-root", type=click.Path(path_type=Path), default=None,
+                     help="Folder of the raw dataset (not needed for digits-mosaic).")(f)
+    return click.argument("spec", type=click.Path(path_type=Path))(f)
+
+
+@command.command("run")
+@_common
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def run_cmd(spec: Path, data_root: Path | None, seeds: int, only: tuple[str, ...], runs: Path, no_progress: bool) -> None:
+    """Run every step of SPEC that is not done yet; then `spl tables render SPEC` shows the table."""
+    t0 = time.perf_counter()
+    result = run_experiment(load_spec(spec), runs=runs, data_root=data_root, seeds=seeds, only=only,
+                            progress=not no_progress)
+    for rec in result.records:
+        if rec.status == "ran":
+            click.echo(f"ran      {rec.step.describe():40s} {rec.seconds:8.1f} s  {rec.path}", err=True)
+    for step in result.plan.steps:
+        if step.kind == "gallery":
+            click.echo(f"gallery: {step.path(runs) / 'gallery.png'}", err=True)
+    click.echo("per-row plots: curves.png and per_class_ap.png in each train-* directory listed by "
+               f"`spl experiment status {spec}`", err=True)
+    n_ran = len(result.ran)
+    click.echo(f"{spec}: {n_ran} steps ran, {len(result.records) - n_ran} already done "
+               f"({time.perf_counter() - t0:.1f} s)", err=True)
+
+
+@command.command("status")
+@_common
+def status_cmd(spec: Path, data_root: Path | None, seeds: int, only: tuple[str, ...], runs: Path) -> None:
+    """List the steps of SPEC with their run directories and whether each is done."""
+    plan = plan_experiment(load_spec(spec), data_root=data_root, seeds=seeds, only=only)
+    for step in plan.steps:
+        state = "done" if step.is_done(runs) else "todo"
+        click.echo(f"{state}  {step.describe():40s} {step.path(runs)}")

@@ -1,0 +1,32 @@
+"""``spl tables render SPEC``: regenerate a table (Markdown, CSV, LaTeX, mAP figure) from the runs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from replication.experiments.spec import load_spec
+from replication.tables import FORMATS, format_markdown, load_table, write_table
+
+
+@click.group(name="tables")
+def command() -> None:
+    """Render Tables 1–3 (and the demo table) beside the paper's numbers."""
+
+
+@command.command("render")
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice([*FORMATS, "all"]), default="all", show_default=True,
+              help="Which file(s) to write; the Markdown table is always printed.")
+@click.option("--runs", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+              help="Root of the run directories (runs/<dataset>/<step>-<hash>/).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("tables/out"), show_default=True,
+              help="Where <name>.md/.csv/.tex and <name>_map.png are written.")
+@click.option("--no-plot", is_flag=True, help="Skip the mAP figure.")
+def render_cmd(spec: Path, fmt: str, runs: Path, out_dir: Path, no_plot: bool) -> None:
+    """Render the table of SPEC from the finished runs under --runs; print it as Markdown."""
+    table = load_table(load_spec(spec), runs)
+    written = write_table(table, out_dir, FORMATS if fmt == "all" else (fmt,), plot=not no_plot)
+    click.echo(format_markdown(table))
+    for path in written.values():
+        click.echo(f"wrote {path}", err=True)

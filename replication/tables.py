@@ -1,0 +1,397 @@
+"""Render Tables 1–3 (and the demo table) from run directories, beside the paper's numbers (SPEC §10).
+
+Rendering is a pure function of the files: the spec, the paper's CSV and the ``metrics.json`` of
+each finished metrics step under ``<runs>/<dataset>/metrics-*/`` (a ``done`` marker beside it).
+A ``metrics.json`` counts for a spec when it records the spec's ``table`` name and
+:meth:`~replication.experiments.spec.ExperimentSpec.fingerprint`, so results made with an older
+version of the spec are never shown. If two finished runs share a row and a seed (the same spec
+made with edited presets), the one with the later ``finished`` time stamp wins.
+
+Every cell shows our value, the paper's value and the difference ``ours − paper``; ours is the
+mean over seeds, with the sample standard deviation (ddof = 1) when there are N > 1 seeds.
+Values are percentages with one decimal; the difference is taken between the *displayed*
+(rounded) numbers, so a reader can check it by eye. Literature rows (DHC, WARP, CNN-RNN) come
+from the paper only.
+
+Outputs: ``<out>/<name>.md``, ``.csv`` (wide: per metric ours, std, paper, diff), ``.tex``
+(booktabs; per method a row for ours, the paper and Δ) and ``<name>_map.png`` (mAP per row,
+ours vs paper).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from replication.errors import ConfigError
+from replication.experiments.spec import (
+    BASELINE,
+    METRIC_KEYS,
+    TOP3_PREFIX,
+    ExperimentSpec,
+    metric_label,
+    parse_row,
+    row_label,
+)
+from replication.io_utils import atomic_write, atomic_write_text
+
+log = logging.getLogger(__name__)
+FORMATS = ("md", "csv", "tex")
+DASH = "–"
+TOP3_TEXT = {"pure": "the 3 highest scores of each image", "thresholded": "the 3 highest scores with score > 0.5"}
+
+
+# ------------------------------------------------------------------------------------ paper numbers
+
+
+@dataclass(frozen=True)
+class PaperTable:
+    """The paper's numbers: ``values[(method, generator)][metric]`` (None where the paper has "-")."""
+
+    path: Path
+    columns: tuple[str, ...]
+    values: Mapping[tuple[str, str | None], Mapping[str, float | None]]
+
+    @property
+    def literature(self) -> tuple[str, ...]:
+        """Methods shown from the literature only (no generator, not the baseline)."""
+        return tuple(m for (m, g) in self.values if g is None and m != BASELINE)
+
+    def get(self, row: str, metric: str) -> float | None:
+        """The paper's value of ``metric`` for a row id (``baseline``, ``spl/dcgan``) or literature name."""
+        key = parse_row(row) if row == BASELINE or "/" in row else (row, None)
+        return self.values.get(key, {}).get(metric)
+
+
+def read_paper_table(path: str | Path) -> PaperTable:
+    """Read one of ``tables/paper/*.csv`` (columns ``method,generator,<metric keys>``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: paper table not found")
+    with open(p, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        if header[:2] != ["method", "generator"]:
+            raise ConfigError(f"{p}: a paper table starts with columns 'method,generator'")
+        columns = tuple(header[2:])
+        bad = [c for c in columns if c not in METRIC_KEYS]
+        if bad:
+            raise ConfigError(f"{p}: unknown metric column {bad[0]!r}")
+        values: dict[tuple[str, str | None], dict[str, float | None]] = {}
+        for rec in reader:
+            key = (rec["method"], rec["generator"] or None)
+            try:
+                values[key] = {c: (float(rec[c]) if rec[c] else None) for c in columns}
+            except ValueError as e:
+                raise ConfigError(f"{p}: line {reader.line_num}: {e}") from None
+    return PaperTable(path=p, columns=columns, values=values)
+
+
+# ------------------------------------------------------------------------------------ our results
+
+
+def collect_results(spec: ExperimentSpec, runs: str | Path) -> dict[str, dict[int, dict[str, float]]]:
+    """Our metric values per row and seed, read from ``<runs>/<dataset>/metrics-*/metrics.json``.
+
+    Only finished steps (``done`` present) whose ``metrics.json`` records this spec's name and
+    fingerprint count; among duplicates of a (row, seed) the latest ``finished`` wins.
+    """
+    root = Path(runs) / spec.dataset.source
+    fingerprint = spec.fingerprint()
+    found: dict[tuple[str, int], tuple[str, str, dict]] = {}
+    for mfile in sorted(root.glob("metrics-*/metrics.json")):
+        if not (mfile.parent / "done").exists():
+            continue
+        try:
+            rec = json.loads(mfile.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{mfile}: malformed JSON ({e.msg})") from None
+        if rec.get("table") != spec.name or rec.get("fingerprint") != fingerprint:
+            continue
+        if rec.get("row") not in spec.rows:
+            continue
+        key = (rec["row"], int(rec["seed"]))
+        stamp = (str(rec.get("finished", "")), mfile.parent.name)
+        if key in found:
+            log.warning("%s: several finished runs for row %s seed %d; using the latest", root, *key)
+            if stamp <= found[key][:2]:
+                continue
+        found[key] = (*stamp, rec["metrics"])
+    out: dict[str, dict[int, dict[str, float]]] = {}
+    for (row, seed), (_, _, metrics) in sorted(found.items()):
+        out.setdefault(row, {})[seed] = {k: float(v) for k, v in metrics.items()}
+    return out
+
+
+# ------------------------------------------------------------------------------------ the table
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell: our mean and std over ``n`` seeds (None when missing), the paper's value, the difference."""
+
+    ours: float | None
+    std: float | None
+    paper: float | None
+
+    @property
+    def diff(self) -> float | None:
+        """``round(ours, 1) − paper`` (the difference of the displayed numbers)."""
+        if self.ours is None or self.paper is None:
+            return None
+        return round(round(self.ours, 1) - self.paper, 1)
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """One rendered row: its id, the paper's name for it, our seed count and a cell per column."""
+
+    row: str
+    label: str
+    seeds: int
+    literature: bool
+    cells: tuple[Cell, ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table ready to format: spec, paper table and rows (literature first, as in the paper)."""
+
+    spec: ExperimentSpec
+    paper: PaperTable
+    rows: tuple[TableRow, ...]
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    mean = math.fsum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    var = math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(var)
+
+
+def build_table(spec: ExperimentSpec, results: Mapping[str, Mapping[int, Mapping[str, float]]],
+                paper: PaperTable) -> Table:
+    """Combine our results (row → seed → metric) with the paper's numbers into a :class:`Table`."""
+    rows: list[TableRow] = []
+    for lit in spec.paper.literature:
+        cells = tuple(Cell(None, None, paper.get(lit, c)) for c in spec.columns)
+        rows.append(TableRow(lit, lit, 0, True, cells))
+    for row in spec.rows:
+        seeds = results.get(row, {})
+        cells = []
+        for c in spec.columns:
+            vals = [m[c] for m in seeds.values() if c in m]
+            mean, std = _mean_std(vals) if vals else (None, None)
+            cells.append(Cell(mean, std, paper.get(row, c)))
+        rows.append(TableRow(row, row_label(row), len(seeds), False, tuple(cells)))
+    return Table(spec, paper, tuple(rows))
+
+
+# ------------------------------------------------------------------------------------ formatting
+
+
+def _num(x: float | None, signed: bool = False, minus: str = "-") -> str:
+    if x is None:
+        return ""
+    text = f"{x:+.1f}" if signed else f"{x:.1f}"
+    if text in ("+0.0", "-0.0"):
+        text = "0.0" if not signed else "+0.0"
+    return text.replace("-", minus)
+
+
+def _legend(table: Table) -> list[str]:
+    spec = table.spec
+    seeds = sorted({r.seeds for r in table.rows if not r.literature})
+    lines = [
+        f"Each cell: ours / paper / difference (ours − paper), in %. Ours: {spec.dataset.source}, "
+        f"mean ± sample std over the seeds when there are several (seeds per row: "
+        f"{', '.join(map(str, seeds)) or '0'}).",
+        f"Paper: {spec.paper.caption}.",
+        f"Metric convention `{spec.metrics.convention}`; Top-3 columns count as positive "
+        f"{TOP3_TEXT[spec.metrics.top3]} (`{spec.metrics.top3}`).",
+    ]
+    if spec.paper.note:
+        lines.append(f"**Note:** {spec.paper.note}")
+    return lines
+
+
+def format_markdown(table: Table) -> str:
+    """The table as GitHub Markdown: a title, a legend and one ``ours / paper / Δ`` cell per metric."""
+    spec = table.spec
+    out = [f"# {spec.title}", ""]
+    out += [f"- {line}" for line in _legend(table)]
+    out.append("")
+    out.append("| Method | Seeds | " + " | ".join(metric_label(c) for c in spec.columns) + " |")
+    out.append("|---|---:|" + "---:|" * len(spec.columns))
+    for r in table.rows:
+        cells = []
+        for cell in r.cells:
+            ours = DASH if cell.ours is None else _num(cell.ours) + (f" ± {cell.std:.1f}" if cell.std is not None else "")
+            paper = DASH if cell.paper is None else _num(cell.paper)
+            diff = DASH if cell.diff is None else _num(cell.diff, signed=True)
+            cells.append(f"{ours} / {paper} / {diff}")
+        seeds = DASH if r.literature else str(r.seeds)
+        out.append(f"| {r.label} | {seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def format_csv(table: Table) -> str:
+    """The table as wide CSV: ``method,generator,seeds`` then per metric ``<m>,<m>:std,<m>:paper,<m>:diff``."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    header = ["method", "generator", "seeds"]
+    for c in table.spec.columns:
+        header += [c, f"{c}:std", f"{c}:paper", f"{c}:diff"]
+    w.writerow(header)
+    for r in table.rows:
+        method, gen = (r.row, None) if r.literature else parse_row(r.row)
+        line = [method, gen or "", "" if r.literature else str(r.seeds)]
+        for cell in r.cells:
+            line += [_num(cell.ours), "" if cell.std is None else f"{cell.std:.1f}", _num(cell.paper),
+                     _num(cell.diff, signed=True)]
+        w.writerow(line)
+    return buf.getvalue()
+
+
+def _tex_escape(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
+                 ("−", "$-$"), ("∩", r"$\cap$"), ("×", r"$\times$"), ("—", "---"), ("–", "--")):
+        text = text.replace(a, b)
+    return text
+
+
+def format_latex(table: Table) -> str:
+    """The table as a LaTeX ``table`` (needs ``booktabs``): per method a row for ours, the paper and Δ."""
+    spec = table.spec
+    cols = spec.columns
+    n_all = sum(1 for c in cols if not c.startswith(TOP3_PREFIX))
+    n_top = len(cols) - n_all
+    lines = [
+        "% Generated by `spl tables render`; needs \\usepackage{booktabs}.",
+        "\\begin{table*}[t]",
+        "\\centering",
+        "\\small",
+        f"\\caption{{{_tex_escape(spec.title)}. Ours ({_tex_escape(spec.dataset.source)}, mean"
+        f"$\\pm$std over seeds) vs.\\ the paper ({_tex_escape(spec.paper.caption)}); "
+        f"$\\Delta$ = ours $-$ paper, in \\%.{(' ' + _tex_escape(spec.paper.note)) if spec.paper.note else ''}}}",
+        f"\\label{{tab:{spec.name}}}",
+        "\\begin{tabular}{ll" + "r" * len(cols) + "}",
+        "\\toprule",
+    ]
+    groups, rules = [], []
+    if n_all:
+        groups.append(f"\\multicolumn{{{n_all}}}{{c}}{{All}}")
+        rules.append(f"\\cmidrule(lr){{3-{2 + n_all}}}")
+    if n_top:
+        groups.append(f"\\multicolumn{{{n_top}}}{{c}}{{Top-3}}")
+        rules.append(f"\\cmidrule(lr){{{3 + n_all}-{2 + len(cols)}}}")
+    lines.append("Method & & " + " & ".join(groups) + " \\\\")
+    lines.append("".join(rules))
+    names = [c[len(TOP3_PREFIX):] if c.startswith(TOP3_PREFIX) else c for c in cols]
+    lines.append(" & & " + " & ".join(names) + " \\\\")
+    lines.append("\\midrule")
+    for i, r in enumerate(table.rows):
+        if i:
+            lines.append("\\addlinespace")
+        label = _tex_escape(r.label)
+        if not r.literature:
+            ours = [
+                "--" if c.ours is None else _num(c.ours, minus="$-$") + (f"$\\pm${c.std:.1f}" if c.std is not None else "")
+                for c in r.cells
+            ]
+            lines.append(f"{label} & ours ({r.seeds}) & " + " & ".join(ours) + " \\\\")
+            label = ""
+        paper = ["--" if c.paper is None else _num(c.paper) for c in r.cells]
+        lines.append(f"{label} & paper & " + " & ".join(paper) + " \\\\")
+        if not r.literature:
+            diff = ["--" if c.diff is None else _num(c.diff, signed=True, minus="$-$") for c in r.cells]
+            lines.append(" & $\\Delta$ & " + " & ".join(diff) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table*}"]
+    return "\n".join(lines) + "\n"
+
+
+FORMATTERS = {"md": format_markdown, "csv": format_csv, "tex": format_latex}
+
+
+def plot_map(table: Table, path: str | Path) -> Path:
+    """Bar chart of mAP per row, ours (with std error bars) next to the paper's, saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = [r for r in table.rows if not r.literature]
+    if "mAP" not in table.spec.columns:
+        raise ConfigError(f"{table.spec.path}: the mAP figure needs an 'mAP' column")
+    j = table.spec.columns.index("mAP")
+    ours = np.array([np.nan if r.cells[j].ours is None else r.cells[j].ours for r in rows])
+    err = np.array([0.0 if r.cells[j].std is None else r.cells[j].std for r in rows])
+    paper = np.array([np.nan if r.cells[j].paper is None else r.cells[j].paper for r in rows])
+    y = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.5))
+    ax.barh(y - 0.2, ours, 0.4, xerr=err, label=f"ours ({table.spec.dataset.source})", color="tab:blue")
+    ax.barh(y + 0.2, paper, 0.4, label=f"paper ({table.spec.paper.caption})", color="tab:gray")
+    ax.set_yticks(y, [r.label for r in rows])
+    ax.invert_yaxis()
+    finite = np.concatenate([ours[np.isfinite(ours)], paper[np.isfinite(paper)]])
+    if finite.size:
+        lo, hi = float(finite.min()), float(finite.max())
+        ax.set_xlim(max(0.0, lo - 5), min(100.0, hi + 3))
+    ax.set_xlabel("mAP (%)")
+    ax.set_title(table.spec.title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 1.0 / (len(rows) + 3)))
+    out = Path(path)
+    atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    plt.close(fig)
+    return out
+
+
+def load_table(spec: ExperimentSpec, runs: str | Path = "runs") -> Table:
+    """The :class:`Table` of ``spec``: the paper's numbers and our finished results under ``runs``.
+
+    Missing rows show as "–" (with a warning), so a table can be looked at while runs are going.
+    """
+    paper = read_paper_table(spec.paper.csv)
+    results = collect_results(spec, runs)
+    missing = [r for r in spec.rows if r not in results]
+    if missing:
+        log.warning("%s: no finished results under %s for rows %s", spec.path, runs, ", ".join(missing))
+    return build_table(spec, results, paper)
+
+
+def write_table(table: Table, out_dir: str | Path = "tables/out", formats: Iterable[str] = FORMATS, *,
+                plot: bool = True) -> dict[str, Path]:
+    """Write ``out_dir/<name>.<fmt>`` for each format (and ``<name>_map.png``); returns the paths by format."""
+    formats = tuple(formats)
+    for f in formats:
+        if f not in FORMATTERS:
+            raise ConfigError(f"unknown table format {f!r}; expected one of {FORMATS}")
+    out_dir = Path(out_dir)
+    written: dict[str, Path] = {}
+    for f in formats:
+        path = out_dir / f"{table.spec.name}.{f}"
+        atomic_write_text(path, FORMATTERS[f](table))
+        written[f] = path
+    if plot and "mAP" in table.spec.columns:
+        written["png"] = plot_map(table, out_dir / f"{table.spec.name}_map.png")
+    return written
+
+
+def render_spec(spec: ExperimentSpec, runs: str | Path = "runs", out_dir: str | Path = "tables/out",
+                formats: Iterable[str] = FORMATS, *, plot: bool = True) -> dict[str, Path]:
+    """Render ``spec`` from the run directories under ``runs`` into ``out_dir`` (see :func:`write_table`)."""
+    return write_table(load_table(spec, runs), out_dir, formats, plot=plot)
+
+
+__all__ = [
+    "PaperTable", "Cell", "TableRow", "Table", "read_paper_table", "collect_results", "build_table",
+    "format_markdown", "format_csv", "format_latex", "plot_map", "load_table", "write_table", "render_spec",
+    "FORMATS",
+]
