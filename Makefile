@@ -6,9 +6,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DATA_ROOT ?=
 SEEDS ?= 1
+RUNS ?= runs
 PYTEST_ARGS ?=
+export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install demo test bench tables clean-runs
+.PHONY: install demo test bench tables
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +20,8 @@ $(STAMP): setup.py
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/spl demo
+	$(BIN)/spl experiment run tables/specs/demo.yaml --runs $(RUNS) --seeds $(SEEDS)
+	$(BIN)/spl tables render tables/specs/demo.yaml --runs $(RUNS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -30,23 +33,28 @@ bench: $(STAMP)
 	$(BIN)/spl bench gan
 	$(BIN)/spl bench train
 
-tables/out/table1.md: $(STAMP)
+tables/out/table1.md: tables/specs/table1.yaml $(STAMP)
 	test -n "$(DATA_ROOT)" || (echo "set DATA_ROOT=/path/to/WIDER-Attribute" >&2; exit 2)
-	$(BIN)/spl experiment run tables/specs/table1.yaml --data-root "$(DATA_ROOT)" --seeds $(SEEDS)
-	$(BIN)/spl tables render tables/specs/table1.yaml
+	$(BIN)/spl experiment run tables/specs/table1.yaml --data-root "$(DATA_ROOT)" --seeds $(SEEDS) --runs $(RUNS)
+	$(BIN)/spl tables render tables/specs/table1.yaml --runs $(RUNS)
 
-tables/out/table2.md: $(STAMP)
+tables/out/table2.md: tables/specs/table2.yaml $(STAMP)
 	test -n "$(DATA_ROOT)" || (echo "set DATA_ROOT=/path/to/NUS-WIDE" >&2; exit 2)
-	$(BIN)/spl experiment run tables/specs/table2.yaml --data-root "$(DATA_ROOT)" --seeds $(SEEDS)
-	$(BIN)/spl tables render tables/specs/table2.yaml
+	$(BIN)/spl experiment run tables/specs/table2.yaml --data-root "$(DATA_ROOT)" --seeds $(SEEDS) --runs $(RUNS)
+	$(BIN)/spl tables render tables/specs/table2.yaml --runs $(RUNS)
 
-tables/out/table3.md: $(STAMP)
+tables/out/table3.md: tables/specs/table3.yaml $(STAMP)
 	test -n "$(DATA_ROOT)" || (echo "set DATA_ROOT=/path/to/coco2014" >&2; exit 2)
-	$(BIN)/spl experiment run tables/specs/table3.yaml --data-root "$(DATA_ROOT)" --seeds $(SEEDS)
-	$(BIN)/spl tables render tables/specs/table3.yaml
+	$(BIN)/spl experiment run tables/specs/table3.yaml --data-root "$(DATA_ROOT)" --seeds $(SEEDS) --runs $(RUNS)
+	$(BIN)/spl tables render tables/specs/table3.yaml --runs $(RUNS)
 
 .PHONY: table1 table2 table3
 table1: tables/out/table1.md
 table2: tables/out/table2.md
 table3: tables/out/table3.md
-tables: table1 table2 table3
+
+# Each table needs its own dataset: WIDER_ROOT, NUS_ROOT, COCO_ROOT.
+tables: $(STAMP)
+	$(MAKE) table1 DATA_ROOT="$(WIDER_ROOT)"
+	$(MAKE) table2 DATA_ROOT="$(NUS_ROOT)"
+	$(MAKE) table3 DATA_ROOT="$(COCO_ROOT)"

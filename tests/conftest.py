@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see replication/__init__.py
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
