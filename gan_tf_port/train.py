@@ -270,7 +270,9 @@ def train(cfg: TrainConfig, images: torch.Tensor | Dataset, out_dir: str | Path,
     sync = gdist.grad_sync(world) if world > 1 else None
     g_fwd = d_fwd = None
     if cfg.compile != "none":
-        g_fwd, d_fwd = torch.compile(G, mode=cfg.compile), torch.compile(D, mode=cfg.compile)
+        # static shapes: the batch and image size never change within a run
+        g_fwd = torch.compile(G, mode=cfg.compile, dynamic=False)
+        d_fwd = torch.compile(D, mode=cfg.compile, dynamic=False)
     if cfg.arch == "dcgan":
         def step() -> dict:
             return dcgan_iteration(G, D, opt_g, opt_d, lambda: next(stream), noise, g_steps=cfg.g_steps,

@@ -57,6 +57,10 @@ def test_train_is_not_repeated_when_done_and_refuses_other_settings(dcgan_run, t
                                    "--out", str(dcgan_run), "--epochs", "1", *TINY, "--set", "width=8"])
     assert res.exit_code == 1
     assert "other settings (width)" in res.output and len(res.output.strip().splitlines()) == 1
+    res = CliRunner().invoke(cli, ["gan", "train", "--arch", "dcgan", "--data", str(tiny_digits[0]),
+                                   "--out", str(dcgan_run), "--epochs", "2", *TINY])
+    assert res.exit_code == 1 and "pass --resume" in res.output
+    assert (dcgan_run / "checkpoint.pt").stat().st_mtime_ns == mtime
 
 
 def test_sample_twice_with_the_same_seed_gives_identical_shards(dcgan_run, tiny_digits, tmp_path):

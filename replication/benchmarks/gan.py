@@ -5,8 +5,9 @@ For each GAN at each size, one training iteration (:func:`gan_tf_port.steps.dcga
 is where compilation happens; its time is recorded) and ``--iters`` times timed, on synthetic real
 batches. Reported per row: iterations/s and real images/s (DCGAN reads one batch per iteration,
 WGAN-GP five), with eager in the same run as the reference (``speedup_vs_eager``). Modes: ``eager``,
-``compile`` (``torch.compile`` default mode of G and D; the gradient penalty's double backward stays
-eager) and on CUDA ``cudagraphs`` (``torch.compile(mode="reduce-overhead")``). A mode that fails is
+``compile`` (``torch.compile(dynamic=False)`` default mode of G and D; the gradient penalty's double
+backward stays eager; static shapes because dynamic ones turn the SAME-padding arithmetic into huge
+symbolic expressions — measured: a 64×64 compile then ran > 5 min or failed) and on CUDA ``cudagraphs`` (``torch.compile(mode="reduce-overhead")``). A mode that fails is
 recorded with its error, never skipped silently. Results: ``benchmarks/results/gan.json``.
 """
 from __future__ import annotations
@@ -64,6 +65,8 @@ def bench_one(arch: str, size: int, mode: str, *, width: int, batch: int, iters:
     ``time_limit`` (seconds, warm-up included) turns a row that hangs — e.g. a pathological compile —
     into a recorded ``RowTimeout`` error.
     """
+    if mode != "eager":
+        torch._dynamo.reset()  # each row compiles from scratch (no shapes carried over from another size)
     row: dict[str, Any] = {"arch": arch, "size": size, "mode": mode, "width": width, "batch": batch,
                            "device": str(device), "iters": iters, "warmup": warmup}
     try:
@@ -94,11 +97,12 @@ def _run_row(row: dict, arch: str, size: int, mode: str, *, width: int, batch: i
         return pool[k["i"] % len(pool)]
     g_fwd = d_fwd = None
     if mode == "compile":
-        g_fwd, d_fwd = torch.compile(g), torch.compile(d)
+        g_fwd, d_fwd = torch.compile(g, dynamic=False), torch.compile(d, dynamic=False)
     elif mode == "cudagraphs":
         if device.type != "cuda":
             raise RuntimeError("cudagraphs needs a CUDA device")
-        g_fwd, d_fwd = torch.compile(g, mode="reduce-overhead"), torch.compile(d, mode="reduce-overhead")
+        g_fwd = torch.compile(g, mode="reduce-overhead", dynamic=False)
+        d_fwd = torch.compile(d, mode="reduce-overhead", dynamic=False)
     noise = Noise(g, 2, device)
     fn = dcgan_iteration if arch == "dcgan" else wgan_gp_iteration
 
@@ -136,8 +140,14 @@ def run_benchmark(*, sizes: list[int], modes: list[str], width: int, batch: int,
         ref = next((e for e in rows if e["arch"] == r["arch"] and e["size"] == r["size"] and e["mode"] == "eager"), None)
         if ref and "iter_per_s" in ref and "iter_per_s" in r:
             r["speedup_vs_eager"] = round(r["iter_per_s"] / ref["iter_per_s"], 3)
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
     meta = {"timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
-            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
+            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu,
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version()}
     return {"benchmark": "gan", "meta": meta, "results": rows}
 
