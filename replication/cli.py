@@ -36,13 +36,7 @@ def cli(verbose: int) -> None:
 
 
 for _name in COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"replication.commands.{_name}")
-    except ModuleNotFoundError as _e:  # pragma: no cover - only while a command is being written
-        if _e.name != f"replication.commands.{_name}":
-            raise
-        continue
-    cli.add_command(_module.command)
+    cli.add_command(importlib.import_module(f"replication.commands.{_name}").command)
 
 
 def main() -> None:

@@ -13,20 +13,12 @@ import pytest
 import torch
 
 import kernels
-from kernels.backends import BackendUnavailableError, cuda_simulator_enabled
+from kernels.backends import BackendUnavailableError
 from kernels.reference import assign_labels as ref
 
 torch.set_num_threads(1)
 
-# (backend, device) pairs; the simulator pair runs in CI, the CUDA ones only with a GPU.
-SIM = pytest.mark.skipif(not cuda_simulator_enabled(), reason="needs NUMBA_ENABLE_CUDASIM=1 (no GPU)")
-BACKENDS = [
-    pytest.param("torch", "cpu", id="torch"),
-    pytest.param("numba", "cpu", id="numba"),
-    pytest.param("numba-cuda", "cpu", marks=SIM, id="numba-cuda-sim"),
-    pytest.param("numba-cuda", "cuda", marks=pytest.mark.gpu, id="numba-cuda-gpu"),
-    pytest.param("cupy", "cuda", marks=pytest.mark.gpu, id="cupy"),
-]
+from kernel_backends import BACKENDS  # noqa: E402  (shared parametrisation)
 # Shapes: single row, single class, WIDER (14), COCO (80), NUS-WIDE (81), one above 128, and an
 # odd one with more rows than a numba-cuda block holds. Kept tiny for the simulator.
 SHAPES = [(1, 1), (1, 14), (5, 14), (2, 80), (1, 81), (1, 130), (17, 7)]

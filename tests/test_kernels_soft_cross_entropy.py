@@ -15,19 +15,11 @@ import torch
 import torch.nn.functional as F
 
 import kernels
-from kernels.backends import cuda_simulator_enabled
 from kernels.reference.soft_cross_entropy import soft_cross_entropy_reference
 
 torch.set_num_threads(1)
 
-SIM = pytest.mark.skipif(not cuda_simulator_enabled(), reason="needs NUMBA_ENABLE_CUDASIM=1 (no GPU)")
-BACKENDS = [
-    pytest.param("torch", "cpu", id="torch"),
-    pytest.param("numba", "cpu", id="numba"),
-    pytest.param("numba-cuda", "cpu", marks=SIM, id="numba-cuda-sim"),
-    pytest.param("numba-cuda", "cuda", marks=pytest.mark.gpu, id="numba-cuda-gpu"),
-    pytest.param("cupy", "cuda", marks=pytest.mark.gpu, id="cupy"),
-]
+from kernel_backends import BACKENDS  # noqa: E402  (shared parametrisation)
 # single row, single class, WIDER/COCO/NUS-WIDE class counts, one above 128, and (9, 14): more
 # rows than one numba-cuda block, so the simulator runs the grid-stride loop and the last-block sum
 SHAPES = [(1, 1), (9, 14), (1, 80), (2, 81), (1, 130)]

@@ -18,10 +18,4 @@ def command() -> None:
 
 
 for _name in BENCHMARKS:
-    try:
-        _module = importlib.import_module(f"replication.benchmarks.{_name}")
-    except ModuleNotFoundError as _e:  # pragma: no cover - only while a benchmark is being written
-        if _e.name != f"replication.benchmarks.{_name}":
-            raise
-        continue
-    command.add_command(_module.command)
+    command.add_command(importlib.import_module(f"replication.benchmarks.{_name}").command)
