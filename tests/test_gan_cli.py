@@ -48,6 +48,16 @@ def test_train_writes_a_complete_run_dir(dcgan_run, tiny_digits):
     assert cv2.imread(str(dcgan_run / "samples" / "final.png")).shape == (8 * 16, 8 * 16, 3)
 
 
+def test_train_writes_a_grid_of_the_real_images_beside_the_samples(dcgan_run, tiny_digits):
+    real = cv2.imread(str(dcgan_run / "samples" / "real.png"))  # BGR, 8×8 grid of 16×16 cells
+    assert real.shape == (8 * 16, 8 * 16, 3)
+    shards = ShardSet(tiny_digits[0])
+    for i in (0, 9, 63):  # cell i = record i resized to 16×16 with INTER_AREA, as the GAN sees it
+        want = cv2.resize(shards[i].image, (16, 16), interpolation=cv2.INTER_AREA)
+        r, c = divmod(i, 8)
+        assert np.array_equal(real[16 * r:16 * (r + 1), 16 * c:16 * (c + 1)], want)
+
+
 def test_train_is_not_repeated_when_done_and_refuses_other_settings(dcgan_run, tiny_digits):
     mtime = (dcgan_run / "checkpoint.pt").stat().st_mtime_ns
     res = _invoke("gan", "train", "--arch", "dcgan", "--data", str(tiny_digits[0]), "--out", str(dcgan_run),
