@@ -76,6 +76,16 @@ def _step(loss: torch.Tensor, module: nn.Module, opt: torch.optim.Optimizer,
     opt.step()
 
 
+def _d_step_batch(next_real: Batch, noise: Noise, g_fwd: Callable) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What both repositories feed a D step: a real batch, fresh z of the same size, and G(z) computed
+    in training mode without autograd. Returns (real, z, fake)."""
+    real = next_real()
+    z = noise.z(real.shape[0])
+    with torch.no_grad():
+        fake = g_fwd(z)
+    return real, z, fake
+
+
 def dcgan_iteration(G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
                     next_real: Batch, noise: Noise, *, g_steps: int = 2,
                     g_fwd: Callable | None = None, d_fwd: Callable | None = None,
@@ -86,10 +96,7 @@ def dcgan_iteration(G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer, op
     """
     g_fwd = G if g_fwd is None else g_fwd
     d_fwd = D if d_fwd is None else d_fwd
-    real = next_real()
-    z = noise.z(real.shape[0])
-    with torch.no_grad():
-        fake = g_fwd(z)
+    real, z, fake = _d_step_batch(next_real, noise, g_fwd)
     d_real = d_fwd(real)
     d_fake = d_fwd(fake)
     d_loss, d_loss_real, d_loss_fake = dcgan_d_loss(d_real, d_fake)
@@ -119,10 +126,7 @@ def wgan_gp_iteration(G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer, 
     g_fwd = G if g_fwd is None else g_fwd
     d_fwd = D if d_fwd is None else d_fwd
     for _ in range(n_critic):
-        real = next_real()
-        z = noise.z(real.shape[0])
-        with torch.no_grad():
-            fake = g_fwd(z)
+        real, _, fake = _d_step_batch(next_real, noise, g_fwd)
         r = d_fwd(real)
         f = d_fwd(fake)
         gp = gradient_penalty(D, real, fake, noise.alpha(real.shape[0]))

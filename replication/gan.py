@@ -53,9 +53,10 @@ REAL_GRID = "real.png"  # samples/real.png: the training images the GAN imitates
 GAN_PRESETS: dict[str, dict[str, Any]] = {
     "paper-dcgan": {"arch": "dcgan", "size": 64, "width": 64, "batch": 64, "epochs": 1000},
     "paper-wgan-gp": {"arch": "wgan-gp", "size": 64, "width": 64, "batch": 64, "epochs": 1000},
-    # Embedded dataset (SPEC §2): 32×32, width 32, batch 16 (4× the updates per image seen, which is what
-    # a CPU budget buys: docs/gan.md); epochs sized to a few minutes per GAN on 2 CPU cores:
-    # DCGAN 3 × 312 = 936 iterations, WGAN-GP 6 × 62 = 372 iterations (5 critic steps each).
+    # Embedded dataset (SPEC §2): 32×32, width 32, batch 16 (on a CPU a batch-16 step costs about a
+    # third of a batch-64 one, so ≈ 3× the updates in the same time: docs/gan.md); epochs sized to a
+    # few minutes per GAN on 2 CPU cores: DCGAN 3 × 312 = 936 iterations, WGAN-GP 6 × 62 = 372
+    # iterations (5 critic steps each).
     "embedded-dcgan": {"arch": "dcgan", "size": 32, "width": 32, "batch": 16, "epochs": 3},
     "embedded-wgan-gp": {"arch": "wgan-gp", "size": 32, "width": 32, "batch": 16, "epochs": 6},
 }
@@ -227,7 +228,7 @@ def load_gan_images(path: str | Path, size: int, resize: str = "area", progress:
 
 
 def save_real_grid(images: torch.Tensor | Dataset, path: Path, n: int) -> Path:
-    """Save the first ``n`` training images, preprocessed as the GAN sees them (no flip), as a grid PNG.
+    """Save the first ``n`` training images, resized as the GAN sees them (no flip, no min–max stretch), as a grid PNG.
 
     Written once per run as ``samples/real.png`` beside the fixed-z grids, so generated and real
     images can be compared at the same size and layout.

@@ -14,7 +14,19 @@ import torch  # noqa: E402
 if not torch.cuda.is_available():
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+torch.set_num_threads(1)  # also for module- and session-scoped fixtures, which run before the one below
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Every test runs with one intra-op thread, restored afterwards (library calls such as
+    ``train_gan(threads=…)`` set it too). One thread is faster on the shared, oversubscribed CI
+    CPU, and bit-exact resume comparisons need the same thread count on both sides."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def cuda_available() -> bool:

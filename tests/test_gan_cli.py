@@ -16,7 +16,6 @@ from replication.errors import ConfigError
 from replication.gan import (GanTrainingError, load_gan_config, load_gan_images, minmax_stretch,
                              preprocess_gan_image, sample_gan, train_gan)
 
-torch.set_num_threads(1)
 
 TINY = ["--size", "16", "--width", "4", "--batch", "16", "--threads", "1", "--set", "sample_every=0",
         "--set", "log_every=5", "--set", "progress=false"]

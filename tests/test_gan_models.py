@@ -8,7 +8,6 @@ import gan_tf_port
 from gan_tf_port import build
 from gan_tf_port.ops import Conv2dSame, ConvTranspose2dSame, TFLayerNorm
 
-torch.set_num_threads(1)
 
 
 def _count(m: torch.nn.Module) -> int:

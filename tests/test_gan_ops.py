@@ -19,7 +19,6 @@ from gan_tf_port.ops import (ConvTranspose2dSame, Conv2dSame, TFBatchNorm1d, TFB
                              lrelu, same_pads, tf_normal_, tf_truncated_normal_, truncated_normal_std)
 from gan_tf_port.optim import TFAdam, make_adam
 
-torch.set_num_threads(1)
 
 
 def _np_same_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int) -> np.ndarray:

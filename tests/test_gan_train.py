@@ -19,7 +19,6 @@ from gan_tf_port.sample import load_generator, sample_images
 from gan_tf_port.steps import Noise, dcgan_iteration, wgan_gp_iteration
 from gan_tf_port.train import CheckpointError, NonFiniteLossError, TrainConfig, train
 
-torch.set_num_threads(1)
 
 
 # ------------------------------------------------------------------------------------------ losses

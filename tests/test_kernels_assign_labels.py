@@ -16,7 +16,6 @@ import kernels
 from kernels.backends import BackendUnavailableError
 from kernels.reference import assign_labels as ref
 
-torch.set_num_threads(1)
 
 from kernel_backends import BACKENDS  # noqa: E402  (shared parametrisation)
 # Shapes: single row, single class, WIDER (14), COCO (80), NUS-WIDE (81), one above 128, and an

@@ -17,7 +17,6 @@ import torch.nn.functional as F
 import kernels
 from kernels.reference.soft_cross_entropy import soft_cross_entropy_reference
 
-torch.set_num_threads(1)
 
 from kernel_backends import BACKENDS  # noqa: E402  (shared parametrisation)
 # single row, single class, WIDER/COCO/NUS-WIDE class counts, one above 128, and (9, 14): more

@@ -10,14 +10,6 @@ from replication.models import build_model, classifier_prefix, list_models, load
 from replication.models.preact_resnet import BOTH_PREACT, BRANCH_PREACT, NO_PREACT
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: faster on the shared, oversubscribed CI CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -15,13 +15,6 @@ from replication.predict import predict, read_preds, write_preds
 from replication.train import load_train_config, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_digits, tmp_path_factory):

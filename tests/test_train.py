@@ -22,14 +22,6 @@ TINY = ["batch_size=32", "epochs=2", "milestones=[1]", "data.num_workers=0", "ke
         "eval_every_epochs=0", "log_every=2", "device=cpu"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared, oversubscribed CPU two spinning threads run far slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def tiny_cfg(tiny_digits, *extra: str) -> TrainConfig:
     train_path, test_path = tiny_digits
