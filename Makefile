@@ -10,7 +10,7 @@ RUNS ?= runs
 PYTEST_ARGS ?=
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install demo test bench tables
+.PHONY: install demo test lint bench tables
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff (settings in ruff.toml); .ci/run calls it before the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 bench: $(STAMP)
 	$(BIN)/spl bench loader

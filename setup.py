@@ -22,13 +22,16 @@ INSTALL_REQUIRES = [
 setup(
     name="spl-replication",
     version="0.1.0",
-    description="Replication of 'SPL: Exploiting Unlabeled Data for Multi-Label Image Classification' (Zhang et al., ICME 2019)",
+    description=("Replication of 'SPL: Exploiting Unlabeled Data for Multi-Label Image Classification' "
+                 "(Zhang et al., ICME 2019)"),
     python_requires=">=3.10",
-    packages=find_packages(include=["replication", "replication.*", "kernels", "kernels.*", "gan_tf_port", "gan_tf_port.*"]),
-    package_data={"kernels": ["cuda/*.cu"], "replication": ["presets/*.yaml"]},
+    packages=find_packages(include=["replication", "replication.*", "kernels", "kernels.*", "gan_tf_port",
+                                    "gan_tf_port.*"]),
+    package_data={"kernels": ["cuda/*.cu"], "replication": ["presets/*.yaml", "presets/*/*.yaml"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3"],
+        # ruff is pinned: its rules change between releases, and `make lint` must give the same verdict.
+        "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3", "ruff==0.17.6"],
         "timm": ["timm>=1.0"],
     },
     entry_points={"console_scripts": ["spl=replication.cli:main"]},

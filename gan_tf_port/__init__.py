@@ -1,12 +1,12 @@
-"""PyTorch ports of the two TensorFlow GANs the SPL paper used (SPEC §4), usable on their own.
+"""PyTorch ports of the two TensorFlow GANs the SPL paper used, usable on their own (see ``docs/gan.md``).
 
 * DCGAN — carpedm20/DCGAN-tensorflow (:mod:`gan_tf_port.dcgan`)
 * WGAN-GP — LynnHo/DCGAN-LSGAN-WGAN-WGAN-GP-Tensorflow, tag v1 (:mod:`gan_tf_port.wgan_gp`)
 
 TF semantics (SAME padding, batch/layer norm, initialisers, Adam) live in :mod:`gan_tf_port.ops` and
 :mod:`gan_tf_port.optim`; training in :mod:`gan_tf_port.train`; sampling in :mod:`gan_tf_port.sample`.
-This package never imports ``replication`` (SPEC §1): it trains on any tensor or map-style dataset of
-images in [−1, 1].
+This package never imports ``replication`` (a design rule, ``docs/gan.md``): it trains on any tensor or
+map-style dataset of images in [−1, 1].
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ indices is split into contiguous per-rank slices.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -75,12 +75,13 @@ class BatchStream:
         return self._perm[start:start + self.batch_size]
 
     def _loader(self) -> Iterator:
-        samplers: Sequence[list[int]] = [self.batch_indices(p).tolist() for p in range(self.pos, self.batches_per_epoch)]
+        samplers: Sequence[list[int]] = [self.batch_indices(p).tolist()
+                                         for p in range(self.pos, self.batches_per_epoch)]
         loader = DataLoader(self.images, batch_sampler=samplers, num_workers=self.num_workers,
                             pin_memory=self.device.type == "cuda", persistent_workers=False)
         return iter(loader)
 
-    def __iter__(self) -> "BatchStream":
+    def __iter__(self) -> BatchStream:
         return self
 
     def __next__(self) -> torch.Tensor:

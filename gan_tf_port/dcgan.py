@@ -1,4 +1,4 @@
-"""DCGAN of carpedm20/DCGAN-tensorflow (``model.py``, unconditional branch), ported layer for layer (SPEC §4).
+"""DCGAN of carpedm20/DCGAN-tensorflow (``model.py``, unconditional branch), ported layer for layer (``docs/gan.md``).
 
 Generator (``gf_dim`` = width w, output size S, ``s_k = ceil(S / 2^k)`` as carpedm20's ``conv_out_size_same``)::
 
@@ -19,8 +19,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gan_tf_port.ops import (ConvTranspose2dSame, Conv2dSame, TFBatchNorm2d, flatten_nhwc, init_tf_, lrelu,
-                             same_out_size, unflatten_nhwc)
+from gan_tf_port.ops import (
+    Conv2dSame,
+    ConvTranspose2dSame,
+    TFBatchNorm2d,
+    flatten_nhwc,
+    init_tf_,
+    lrelu,
+    same_out_size,
+    unflatten_nhwc,
+)
 
 
 def spatial_sizes(size: int, n: int = 4) -> list[int]:

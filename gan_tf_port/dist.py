@@ -10,7 +10,7 @@ per rank (no SyncBatchNorm, as with plain DDP) and rank 0's are checkpointed.
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist

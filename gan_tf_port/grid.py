@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -58,7 +58,7 @@ def save_grid(images: np.ndarray | torch.Tensor, path: str | os.PathLike, rows: 
 
 def plot_losses(history: Mapping[str, Sequence[float]], path: str | os.PathLike, title: str | None = None) -> None:
     """Plot every series of ``history`` (except ``iteration``) against ``history['iteration']`` into a PNG."""
-    import matplotlib
+    import matplotlib  # heavy: Matplotlib is loaded only when a figure is drawn
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt

@@ -1,4 +1,4 @@
-"""Atomic file writes for the GAN trainer (``gan_tf_port`` cannot use ``replication.io_utils``, SPEC §1).
+"""Atomic file writes for the GAN trainer (``gan_tf_port`` never imports ``replication``, ``docs/gan.md``).
 
 Each writer writes a temporary file in the target's folder, fsyncs it and renames it into place,
 so an interrupted write never leaves a half-written checkpoint, image or JSON file.
@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

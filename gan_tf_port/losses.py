@@ -1,4 +1,4 @@
-"""The two repositories' losses (SPEC §4). Pure: no I/O.
+"""The losses of carpedm20/DCGAN-tensorflow and LynnHo's WGAN-GP (``docs/gan.md``). Pure: no I/O.
 
 DCGAN (carpedm20): ``d_loss = BCE(D(x), 1) + BCE(D(G(z)), 0)`` (a sum, not halved), non-saturating
 ``g_loss = BCE(D(G(z)), 1)``; BCE is ``tf.nn.sigmoid_cross_entropy_with_logits`` averaged over the batch.
@@ -9,7 +9,7 @@ over C·H·W with no epsilon (two-sided penalty).
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,8 @@ def bce_with_logits(logits: torch.Tensor, target: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(target)))
 
 
-def dcgan_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def dcgan_d_loss(real_logits: torch.Tensor,
+                 fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """carpedm20 ``d_loss = d_loss_real + d_loss_fake``; returns (d_loss, d_loss_real, d_loss_fake)."""
     real = bce_with_logits(real_logits, 1.0)
     fake = bce_with_logits(fake_logits, 0.0)

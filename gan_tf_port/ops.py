@@ -1,4 +1,4 @@
-"""Layers that reproduce TensorFlow 1 semantics exactly in PyTorch (SPEC §4).
+"""Layers that reproduce TensorFlow 1 semantics exactly in PyTorch (``docs/gan.md``, "Fidelity").
 
 * :class:`Conv2dSame` — ``tf.nn.conv2d(padding='SAME')``: TF pads ``total = max((ceil(H/s) − 1)·s + k − H, 0)``
   with ``total // 2`` before and the rest after. For 5×5 stride 2 on an even size that is 1 before and
@@ -79,7 +79,8 @@ class ConvTranspose2dSame(nn.ConvTranspose2d):
                  bias: bool = True) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, bias=bias)
 
-    def forward(self, x: torch.Tensor, output_size: tuple[int, int] | None = None) -> torch.Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+            self, x: torch.Tensor, output_size: tuple[int, int] | None = None) -> torch.Tensor:
         """Transposed conv with padding ``total // 2`` of the matching SAME conv, cut to ``output_size``."""
         sh, sw = self.stride
         oh, ow = output_size if output_size is not None else (x.shape[-2] * sh, x.shape[-1] * sw)

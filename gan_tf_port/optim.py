@@ -11,7 +11,7 @@ with float32 β powers), so rounding is TF's too.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch

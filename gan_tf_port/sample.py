@@ -1,4 +1,4 @@
-"""Draw images from a trained generator (SPEC §4): eval-mode batch norm, seeded noise, in batches.
+"""Draw images from a trained generator (``docs/gan.md``): eval-mode batch norm, seeded noise, in batches.
 
 Batch norm in inference mode uses the moving averages, as both repositories' samplers do
 (carpedm20 ``sampler`` = ``generator(train=False)``; LynnHo ``generator(z, training=False)``).
@@ -8,7 +8,7 @@ after batch, so the same (seed, batch) always yields the same images on the same
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -21,7 +21,10 @@ MODEL_KEYS = ("arch", "size", "width", "channels", "z_dim")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Load a trainer checkpoint (a dict written by :func:`gan_tf_port.train.train`; our own file, so not weights-only)."""
+    """Load a trainer checkpoint (a dict written by :func:`gan_tf_port.train.train`).
+
+    It is our own file (not only tensors), so it is loaded with ``weights_only=False``.
+    """
     return torch.load(path, map_location=map_location, weights_only=False)
 
 

@@ -1,4 +1,4 @@
-"""One training iteration of each GAN, exactly as the TF repositories order it (SPEC §4). No I/O.
+"""One training iteration of each GAN, as carpedm20/DCGAN-tensorflow and LynnHo's WGAN-GP order it. No I/O.
 
 * DCGAN (carpedm20 ``train``): one real batch and one z; **one D step** on ``d_loss`` (real and fake
   through D in separate forward passes, so each gets its own batch-norm statistics), then **two G
@@ -14,8 +14,8 @@ gradient all-reduce (:mod:`gan_tf_port.dist`).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import torch
 from torch import nn

@@ -1,4 +1,4 @@
-"""Training loop of both GANs with checkpoints, exact resume, sample grids and loss curves (SPEC §4, §11).
+"""Training loop of both GANs with checkpoints, exact resume, sample grids and loss curves (``docs/gan.md``).
 
 Epochs keep each repository's definition: DCGAN (carpedm20) runs ``N // batch`` iterations per
 epoch (1 D + 2 G steps each); WGAN-GP (LynnHo v1) runs ``N // (batch · n_critic)`` iterations (5
@@ -25,9 +25,9 @@ import logging
 import random
 import signal
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -152,7 +152,7 @@ class _SignalFlag:
         self.received: int | None = None
         self._old: dict = {}
 
-    def __enter__(self) -> "_SignalFlag":
+    def __enter__(self) -> _SignalFlag:
         if threading.current_thread() is threading.main_thread():
             for s in (signal.SIGINT, signal.SIGTERM):
                 self._old[s] = signal.signal(s, self._handle)
@@ -184,6 +184,281 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+class GanTrainer:
+    """One GAN training run in ``out_dir`` (see :func:`train`), shaped like the classifier's trainer.
+
+    ``__init__`` seeds the global RNGs and builds everything a run needs (models, optimisers, data
+    stream, noise, fixed z, schedule); :meth:`run` opens the output folder (resuming through
+    :meth:`restore` when asked) and loops :meth:`one_iteration` until done, stopped or interrupted.
+    :meth:`save` writes the checkpoint that :meth:`restore` reads; its content is :meth:`state`.
+    """
+
+    def __init__(self, cfg: TrainConfig, images: torch.Tensor | Dataset, out_dir: str | Path, *,
+                 callbacks: Sequence[Callback] = (),
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        cfg.validate()
+        self.cfg, self.images, self.callbacks = cfg, images, tuple(callbacks)
+        self.out = Path(out_dir)
+        self.device = resolve_device(cfg.device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.rank, self.world = gdist.init(self.device)
+        self.main = self.rank == 0
+        self.ckpt_path = self.out / CHECKPOINT
+        self._build(transform)
+        self._plan()
+        self.history: dict[str, list[float]] = {"iteration": []}
+        self.window: dict[str, torch.Tensor] = {}   # loss sums of the current log window
+        self.window_count = 0
+        self.iteration = 0                          # completed iterations
+        self.last_ckpt: int | None = None           # iteration of the last checkpoint on disk
+        self.last_logs: dict[str, float] = {}
+        self.status = "done"
+        self._bar: tqdm | None = None
+        self.sync = gdist.grad_sync(self.world) if self.world > 1 else None
+        self.g_fwd: Callable | None = None
+        self.d_fwd: Callable | None = None
+        if cfg.compile != "none":
+            # static shapes: the batch and image size never change within a run
+            self.g_fwd = torch.compile(self.G, mode=cfg.compile, dynamic=False)
+            self.d_fwd = torch.compile(self.D, mode=cfg.compile, dynamic=False)
+
+    # -- setup -------------------------------------------------------------------------------------
+    def _build(self, transform: Callable[[torch.Tensor], torch.Tensor] | None) -> None:
+        """Seed the global RNGs, then build G, D, their optimisers, the data stream, noise and fixed z."""
+        cfg, device = self.cfg, self.device
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        random.seed(cfg.seed)
+        G, D = build(cfg.arch, size=cfg.size, width=cfg.width, channels=cfg.channels, z_dim=cfg.z_dim)
+        self.G, self.D = G.to(device).train(), D.to(device).train()
+        if self.world > 1:
+            gdist.broadcast_module(self.G)
+            gdist.broadcast_module(self.D)
+        opt_kw = dict(kind=cfg.adam, lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.adam_eps)
+        self.opt_g, self.opt_d = make_adam(self.G.parameters(), **opt_kw), make_adam(self.D.parameters(), **opt_kw)
+        self.stream = BatchStream(self.images, cfg.batch_size, seed=cfg.seed, flip=cfg.flip, rank=self.rank,
+                                  world_size=self.world, num_workers=cfg.num_workers, device=device,
+                                  transform=transform)
+        self.noise = Noise(self.G, seed=(cfg.seed * 1_000_003 + 7919 * (self.rank + 1)) % 2**62, device=device)
+        self.fixed_z = self.G.sample_z(FIXED_SAMPLES[cfg.arch], torch.Generator().manual_seed(cfg.seed))
+
+    def _plan(self) -> None:
+        """Iterations per epoch, epochs, total iterations and where this run stops."""
+        cfg, n = self.cfg, len(self.images)
+        self.ipe = iters_per_epoch(cfg.arch, n, cfg.batch_size, cfg.n_critic, self.world)
+        if self.ipe == 0:
+            raise GanTrainError(f"{n} images are fewer than one {cfg.arch} iteration needs "
+                                f"({cfg.batch_size * self.world * (cfg.n_critic if cfg.arch == 'wgan-gp' else 1)})")
+        self.epochs = DEFAULT_EPOCHS[cfg.arch] if cfg.epochs is None else cfg.epochs
+        self.total = self.epochs * self.ipe
+        self.stop = self.total if cfg.max_iters is None else min(self.total, cfg.max_iters)
+        self.spec = {"arch": cfg.arch, "size": cfg.size, "width": cfg.width, "channels": cfg.channels,
+                     "z_dim": cfg.z_dim}
+
+    def _open(self, resume: bool) -> None:
+        """Resume from the checkpoint (only with ``resume``) or create the folder; write train_config.json."""
+        cfg, n = self.cfg, len(self.images)
+        if self.ckpt_path.exists():
+            if not resume:
+                raise CheckpointError(f"{self.ckpt_path}: a checkpoint exists; resume it or use another output folder")
+            self.restore()
+        elif self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        if self.main:
+            atomic_write_json(self.out / "train_config.json", {
+                **asdict(cfg), "num_images": n, "world_size": self.world, "iters_per_epoch": self.ipe,
+                "total_iters": self.total, "epochs_resolved": self.epochs})
+        log.info("%s %dx%d width %d: %d images, %d iterations/epoch, %d epochs = %d iterations, device %s, world %d",
+                 cfg.arch, cfg.size, cfg.size, cfg.width, n, self.ipe, self.epochs, self.total, self.device,
+                 self.world)
+        self.last_ckpt = self.iteration if self.ckpt_path.exists() else None
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def state(self, noise_states: list | None = None) -> dict:
+        """The checkpoint's content; ``noise_states``: every rank's noise state (default: this rank's only)."""
+        cfg = self.cfg
+        return {
+            "format": "gan_tf_port/1", "model": self.spec, "config": asdict(cfg), "num_images": len(self.images),
+            "world_size": self.world, "iteration": self.iteration, "total_iters": self.total,
+            "iters_per_epoch": self.ipe, "finished": self.iteration >= self.total, "G": self.G.state_dict(),
+            "D": self.D.state_dict(), "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "stream": self.stream.state_dict(),
+            "noise": [self.noise.state()] if noise_states is None else noise_states, "fixed_z": self.fixed_z,
+            "rng": _rng_state(self.device), "history": self.history,
+            "window": {"sums": {k: v.detach().cpu() for k, v in self.window.items()}, "count": self.window_count},
+        }
+
+    def save(self) -> None:
+        """Write ``checkpoint.pt`` and ``history.json`` (rank 0; every rank must call), maybe redraw the curves.
+
+        Raises :class:`NonFiniteLossError` instead when the current log window holds a non-finite loss.
+        """
+        self._check_window()
+        noise_states = gdist.gather_objects(self.noise.state())
+        if self.main:
+            atomic_torch_save(self.state(noise_states), self.ckpt_path)
+            atomic_write_json(self.out / "history.json", self.history)
+            if self.cfg.plot_on_checkpoint and len(self.history["iteration"]) > 1:
+                self._plot()
+        self.last_ckpt = self.iteration
+
+    def restore(self) -> None:
+        """Continue from ``out_dir/checkpoint.pt``; :class:`CheckpointError` if unreadable or of other settings."""
+        try:
+            ckpt = load_checkpoint(self.ckpt_path)
+        except Exception as e:  # corrupt or truncated file
+            raise CheckpointError(f"{self.ckpt_path}: unreadable checkpoint ({e})") from None
+        self._check_compatible(ckpt)
+        self.G.load_state_dict(ckpt["G"])
+        self.D.load_state_dict(ckpt["D"])
+        self.opt_g.load_state_dict(ckpt["opt_g"])
+        self.opt_d.load_state_dict(ckpt["opt_d"])
+        self.stream.load_state_dict(ckpt["stream"])
+        self.noise.set_state(ckpt["noise"][self.rank])
+        self.fixed_z = ckpt["fixed_z"]
+        self.history = {k: list(v) for k, v in ckpt["history"].items()}
+        self.window = {k: v.to(self.device) for k, v in ckpt["window"]["sums"].items()}
+        self.window_count = int(ckpt["window"]["count"])
+        _set_rng_state(ckpt["rng"], self.device)
+        self.iteration = int(ckpt["iteration"])
+        log.info("resumed %s from iteration %d of %d", self.ckpt_path, self.iteration, self.total)
+
+    def _check_compatible(self, ckpt: dict) -> None:
+        saved, n = ckpt["config"], len(self.images)
+        diff = [k for k in RESUME_KEYS if saved.get(k) != getattr(self.cfg, k)]
+        if ckpt.get("num_images") != n:
+            diff.append(f"num_images ({ckpt.get('num_images')} vs {n})")
+        if ckpt.get("world_size", 1) != self.world:
+            diff.append(f"world_size ({ckpt.get('world_size', 1)} vs {self.world})")
+        if diff:
+            raise CheckpointError(
+                f"{self.ckpt_path}: cannot resume with different settings: {', '.join(map(str, diff))}")
+
+    # -- training ----------------------------------------------------------------------------------
+    def _next_real(self) -> torch.Tensor:
+        return next(self.stream)
+
+    def _step(self) -> dict[str, torch.Tensor]:
+        """One iteration of the repository's schedule (no logging); returns detached losses."""
+        cfg = self.cfg
+        if cfg.arch == "dcgan":
+            return dcgan_iteration(self.G, self.D, self.opt_g, self.opt_d, self._next_real, self.noise,
+                                   g_steps=cfg.g_steps, g_fwd=self.g_fwd, d_fwd=self.d_fwd, sync=self.sync)
+        return wgan_gp_iteration(self.G, self.D, self.opt_g, self.opt_d, self._next_real, self.noise,
+                                 n_critic=cfg.n_critic, gp_weight=cfg.gp_weight, g_fwd=self.g_fwd, d_fwd=self.d_fwd,
+                                 sync=self.sync)
+
+    def one_iteration(self) -> dict[str, torch.Tensor]:
+        """Train one iteration and add its losses to the log window; returns the detached losses."""
+        logs = self._step()
+        for k, v in logs.items():
+            self.window[k] = self.window[k] + v if k in self.window else v.clone()
+        self.window_count += 1
+        self.iteration += 1
+        return logs
+
+    def _check_window(self) -> None:
+        """Raise :class:`NonFiniteLossError` if any rank's log window holds a non-finite loss."""
+        if not self.window:
+            return
+        bad = not all(bool(torch.isfinite(v).all()) for v in self.window.values())
+        if gdist.any_rank(bad, self.device):
+            vals = ", ".join(f"{k}={v.item() / max(self.window_count, 1):.4g}" for k, v in self.window.items())
+            kept = (f"the last good checkpoint (iteration {self.last_ckpt}) is kept" if self.last_ckpt is not None
+                    else "no checkpoint was written")
+            raise NonFiniteLossError(
+                f"non-finite loss by iteration {self.iteration} ({vals}); training stopped, {kept}")
+
+    def _window_means(self) -> dict[str, float]:
+        return {k: float(v.item()) / self.window_count for k, v in self.window.items()}
+
+    def _flush_window(self) -> None:
+        """Check the log window, append its means to the history and start a new window."""
+        self._check_window()
+        if self.window_count == 0:
+            return
+        self.last_logs = self._window_means()
+        self.history["iteration"].append(self.iteration)
+        for k, v in self.last_logs.items():
+            self.history.setdefault(k, []).append(v)
+        self.window, self.window_count = {}, 0
+        if self._bar is not None:
+            self._bar.set_postfix({k: f"{v:.3f}" for k, v in self.last_logs.items()
+                                   if k in ("d_loss", "g_loss", "wd", "gp")})
+
+    def save_samples(self, name: str) -> None:
+        """Rank 0: save G(fixed z) in eval mode as the grid ``samples/<name>``."""
+        if not self.main:
+            return
+        self.G.eval()
+        with torch.no_grad():
+            imgs = self.G(self.fixed_z.to(self.device))
+        self.G.train()
+        save_grid(imgs, self.out / "samples" / name)
+
+    def _plot(self) -> None:
+        cfg = self.cfg
+        plot_losses(self.history, self.out / "loss_curves.png", title=f"{cfg.arch} {cfg.size}x{cfg.size}")
+
+    def _after_iteration(self, logs: dict[str, torch.Tensor], sig: _SignalFlag) -> bool:
+        """Callbacks, log window, samples, signal and periodic checkpoint; True when interrupted by a signal."""
+        cfg, it = self.cfg, self.iteration
+        self._bar.update(1)
+        for cb in self.callbacks:
+            cb(it, logs)
+        if it % cfg.log_every == 0:
+            self._flush_window()
+        if cfg.sample_every and it % cfg.sample_every == 0:
+            self.save_samples(f"iter_{it:07d}.png")
+        received = sig.received is not None
+        interrupted = gdist.any_rank(received, self.device) if self.world > 1 else received
+        if interrupted:
+            self.save()
+            self.status = "interrupted"
+            log.warning("interrupted at iteration %d; checkpoint saved to %s", it, self.ckpt_path)
+            return True
+        if cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and it < self.stop:
+            self.save()
+        return False
+
+    def _finish(self) -> None:
+        """After the loop (not after a signal): final checkpoint, final grid and curves, or status 'stopped'."""
+        if self.status == "interrupted":
+            return
+        if self.last_ckpt != self.iteration or not self.ckpt_path.exists():
+            self.save()
+        if self.iteration >= self.total:
+            self.save_samples("final.png")
+            if self.main and len(self.history["iteration"]) > 1:
+                self._plot()
+        else:
+            self.status = "stopped"
+
+    def run(self, resume: bool = False) -> TrainResult:
+        """Train until ``total`` (or ``max_iters``) iterations or a signal; see :func:`train`."""
+        self._open(resume)
+        self.status = "done"
+        self._bar = tqdm(total=self.total, initial=self.iteration, desc=self.cfg.arch, unit="it",
+                         disable=not (self.cfg.progress and self.main), dynamic_ncols=True)
+        try:
+            with _SignalFlag() as sig:
+                while self.iteration < self.stop:
+                    logs = self.one_iteration()
+                    if self._after_iteration(logs, sig):
+                        break
+                if self.status == "done" and self.iteration >= self.total and self.window_count:
+                    self._flush_window()
+        finally:
+            self._bar.close()
+        self._finish()
+        if not self.last_logs and self.window_count:
+            self.last_logs = self._window_means()
+        return TrainResult(status=self.status, iteration=self.iteration, total_iters=self.total,
+                           iters_per_epoch=self.ipe, out_dir=self.out, checkpoint=self.ckpt_path,
+                           last_logs=self.last_logs, generator=self.G, discriminator=self.D)
+
+
 def train(cfg: TrainConfig, images: torch.Tensor | Dataset, out_dir: str | Path, *, resume: bool = False,
           callbacks: Sequence[Callback] = (), transform: Callable[[torch.Tensor], torch.Tensor] | None = None
           ) -> TrainResult:
@@ -192,189 +467,6 @@ def train(cfg: TrainConfig, images: torch.Tensor | Dataset, out_dir: str | Path,
     ``resume`` continues from ``out_dir/checkpoint.pt`` (an existing checkpoint without ``resume``
     raises :class:`CheckpointError`). ``callbacks`` are called as ``cb(iteration, logs)`` after every
     iteration (logs: detached loss tensors). ``transform`` maps each real batch in [−1, 1] (after the
-    optional flip) before use. Returns a :class:`TrainResult`.
+    optional flip) before use. Returns a :class:`TrainResult`. A thin wrapper of :class:`GanTrainer`.
     """
-    cfg.validate()
-    out = Path(out_dir)
-    device = resolve_device(cfg.device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    rank, world = gdist.init(device)
-    main = rank == 0
-    ckpt_path = out / CHECKPOINT
-
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed % 2**32)
-    random.seed(cfg.seed)
-    G, D = build(cfg.arch, size=cfg.size, width=cfg.width, channels=cfg.channels, z_dim=cfg.z_dim)
-    G, D = G.to(device).train(), D.to(device).train()
-    if world > 1:
-        gdist.broadcast_module(G)
-        gdist.broadcast_module(D)
-    opt_kw = dict(kind=cfg.adam, lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.adam_eps)
-    opt_g, opt_d = make_adam(G.parameters(), **opt_kw), make_adam(D.parameters(), **opt_kw)
-    stream = BatchStream(images, cfg.batch_size, seed=cfg.seed, flip=cfg.flip, rank=rank, world_size=world,
-                         num_workers=cfg.num_workers, device=device, transform=transform)
-    noise = Noise(G, seed=(cfg.seed * 1_000_003 + 7919 * (rank + 1)) % 2**62, device=device)
-    fixed_z = G.sample_z(FIXED_SAMPLES[cfg.arch], torch.Generator().manual_seed(cfg.seed))
-
-    ipe = iters_per_epoch(cfg.arch, len(images), cfg.batch_size, cfg.n_critic, world)
-    if ipe == 0:
-        raise GanTrainError(f"{len(images)} images are fewer than one {cfg.arch} iteration needs "
-                            f"({cfg.batch_size * world * (cfg.n_critic if cfg.arch == 'wgan-gp' else 1)})")
-    epochs = DEFAULT_EPOCHS[cfg.arch] if cfg.epochs is None else cfg.epochs
-    total = epochs * ipe
-    stop = total if cfg.max_iters is None else min(total, cfg.max_iters)
-    spec = {"arch": cfg.arch, "size": cfg.size, "width": cfg.width, "channels": cfg.channels, "z_dim": cfg.z_dim}
-    history: dict[str, list[float]] = {"iteration": []}
-    window: dict[str, torch.Tensor] = {}
-    window_count = 0
-    start = 0
-
-    if ckpt_path.exists():
-        if not resume:
-            raise CheckpointError(f"{ckpt_path}: a checkpoint exists; resume it or use another output folder")
-        try:
-            ckpt = load_checkpoint(ckpt_path)
-        except Exception as e:  # corrupt or truncated file
-            raise CheckpointError(f"{ckpt_path}: unreadable checkpoint ({e})") from None
-        saved = ckpt["config"]
-        diff = [k for k in RESUME_KEYS if saved.get(k) != getattr(cfg, k)]
-        if ckpt.get("num_images") != len(images):
-            diff.append(f"num_images ({ckpt.get('num_images')} vs {len(images)})")
-        if ckpt.get("world_size", 1) != world:
-            diff.append(f"world_size ({ckpt.get('world_size', 1)} vs {world})")
-        if diff:
-            raise CheckpointError(f"{ckpt_path}: cannot resume with different settings: {', '.join(map(str, diff))}")
-        G.load_state_dict(ckpt["G"])
-        D.load_state_dict(ckpt["D"])
-        opt_g.load_state_dict(ckpt["opt_g"])
-        opt_d.load_state_dict(ckpt["opt_d"])
-        stream.load_state_dict(ckpt["stream"])
-        noise.set_state(ckpt["noise"][rank])
-        fixed_z = ckpt["fixed_z"]
-        history = {k: list(v) for k, v in ckpt["history"].items()}
-        window = {k: v.to(device) for k, v in ckpt["window"]["sums"].items()}
-        window_count = int(ckpt["window"]["count"])
-        _set_rng_state(ckpt["rng"], device)
-        start = int(ckpt["iteration"])
-        log.info("resumed %s from iteration %d of %d", ckpt_path, start, total)
-    elif main:
-        out.mkdir(parents=True, exist_ok=True)
-    if main:
-        atomic_write_json(out / "train_config.json", {**asdict(cfg), "num_images": len(images), "world_size": world,
-                                                      "iters_per_epoch": ipe, "total_iters": total, "epochs_resolved": epochs})
-    log.info("%s %dx%d width %d: %d images, %d iterations/epoch, %d epochs = %d iterations, device %s, world %d",
-             cfg.arch, cfg.size, cfg.size, cfg.width, len(images), ipe, epochs, total, device, world)
-
-    sync = gdist.grad_sync(world) if world > 1 else None
-    g_fwd = d_fwd = None
-    if cfg.compile != "none":
-        # static shapes: the batch and image size never change within a run
-        g_fwd = torch.compile(G, mode=cfg.compile, dynamic=False)
-        d_fwd = torch.compile(D, mode=cfg.compile, dynamic=False)
-    if cfg.arch == "dcgan":
-        def step() -> dict:
-            return dcgan_iteration(G, D, opt_g, opt_d, lambda: next(stream), noise, g_steps=cfg.g_steps,
-                                   g_fwd=g_fwd, d_fwd=d_fwd, sync=sync)
-    else:
-        def step() -> dict:
-            return wgan_gp_iteration(G, D, opt_g, opt_d, lambda: next(stream), noise, n_critic=cfg.n_critic,
-                                     gp_weight=cfg.gp_weight, g_fwd=g_fwd, d_fwd=d_fwd, sync=sync)
-
-    last_ckpt = start if ckpt_path.exists() else None
-    last_logs: dict[str, float] = {}
-
-    def check_window(it: int) -> None:
-        if not window:
-            return
-        bad = not all(bool(torch.isfinite(v).all()) for v in window.values())
-        if gdist.any_rank(bad, device):
-            vals = ", ".join(f"{k}={v.item() / max(window_count, 1):.4g}" for k, v in window.items())
-            kept = f"the last good checkpoint (iteration {last_ckpt}) is kept" if last_ckpt is not None else "no checkpoint was written"
-            raise NonFiniteLossError(f"non-finite loss by iteration {it} ({vals}); training stopped, {kept}")
-
-    def flush_window(it: int) -> None:
-        nonlocal window, window_count, last_logs
-        check_window(it)
-        if window_count == 0:
-            return
-        last_logs = {k: float(v.item()) / window_count for k, v in window.items()}
-        history["iteration"].append(it)
-        for k, v in last_logs.items():
-            history.setdefault(k, []).append(v)
-        window, window_count = {}, 0
-        bar.set_postfix({k: f"{v:.3f}" for k, v in last_logs.items() if k in ("d_loss", "g_loss", "wd", "gp")})
-
-    def save_checkpoint(it: int) -> None:
-        nonlocal last_ckpt
-        check_window(it)
-        noise_states = gdist.gather_objects(noise.state())
-        if main:
-            atomic_torch_save({
-                "format": "gan_tf_port/1", "model": spec, "config": asdict(cfg), "num_images": len(images),
-                "world_size": world, "iteration": it, "total_iters": total, "iters_per_epoch": ipe,
-                "finished": it >= total, "G": G.state_dict(), "D": D.state_dict(),
-                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "stream": stream.state_dict(),
-                "noise": noise_states, "fixed_z": fixed_z, "rng": _rng_state(device), "history": history,
-                "window": {"sums": {k: v.detach().cpu() for k, v in window.items()}, "count": window_count},
-            }, ckpt_path)
-            atomic_write_json(out / "history.json", history)
-            if cfg.plot_on_checkpoint and len(history["iteration"]) > 1:
-                plot_losses(history, out / "loss_curves.png", title=f"{cfg.arch} {cfg.size}x{cfg.size}")
-        last_ckpt = it
-
-    def save_samples(name: str) -> None:
-        if not main:
-            return
-        G.eval()
-        with torch.no_grad():
-            imgs = G(fixed_z.to(device))
-        G.train()
-        save_grid(imgs, out / "samples" / name)
-
-    status = "done"
-    it = start
-    bar = tqdm(total=total, initial=start, desc=cfg.arch, unit="it", disable=not (cfg.progress and main),
-               dynamic_ncols=True)
-    try:
-        with _SignalFlag() as sig:
-            while it < stop:
-                logs = step()
-                for k, v in logs.items():
-                    window[k] = window[k] + v if k in window else v.clone()
-                window_count += 1
-                it += 1
-                bar.update(1)
-                for cb in callbacks:
-                    cb(it, logs)
-                if it % cfg.log_every == 0:
-                    flush_window(it)
-                if cfg.sample_every and it % cfg.sample_every == 0:
-                    save_samples(f"iter_{it:07d}.png")
-                interrupted = gdist.any_rank(sig.received is not None, device) if world > 1 else sig.received is not None
-                if interrupted:
-                    save_checkpoint(it)
-                    status = "interrupted"
-                    log.warning("interrupted at iteration %d; checkpoint saved to %s", it, ckpt_path)
-                    break
-                if cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and it < stop:
-                    save_checkpoint(it)
-            if status == "done" and it >= total and window_count:
-                flush_window(it)
-    finally:
-        bar.close()
-    if status != "interrupted":
-        if last_ckpt != it or not ckpt_path.exists():
-            save_checkpoint(it)
-        if it >= total:
-            save_samples("final.png")
-            if main and len(history["iteration"]) > 1:
-                plot_losses(history, out / "loss_curves.png", title=f"{cfg.arch} {cfg.size}x{cfg.size}")
-        else:
-            status = "stopped"
-    if not last_logs and window_count:
-        last_logs = {k: float(v.item()) / window_count for k, v in window.items()}
-    return TrainResult(status=status, iteration=it, total_iters=total, iters_per_epoch=ipe, out_dir=out,
-                       checkpoint=ckpt_path, last_logs=last_logs, generator=G, discriminator=D)
-
+    return GanTrainer(cfg, images, out_dir, callbacks=callbacks, transform=transform).run(resume=resume)

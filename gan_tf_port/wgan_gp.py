@@ -1,4 +1,4 @@
-"""WGAN-GP of LynnHo/DCGAN-LSGAN-WGAN-WGAN-GP-Tensorflow, tag v1 (``models_64x64.py``), ported (SPEC §4).
+"""WGAN-GP of LynnHo/DCGAN-LSGAN-WGAN-WGAN-GP-Tensorflow, tag v1 (``models_64x64.py``), ported (``docs/gan.md``).
 
 Generator (``dim`` = width w; ``s_k = ceil(S / 2^k)``, 4 at S = 64; v1 has only the 64×64 model,
 other sizes follow the same ceil-halving chain as the DCGAN port — decision)::
@@ -22,8 +22,17 @@ import torch
 from torch import nn
 
 from gan_tf_port.dcgan import spatial_sizes
-from gan_tf_port.ops import (ConvTranspose2dSame, Conv2dSame, TFBatchNorm1d, TFBatchNorm2d, TFLayerNorm,
-                             flatten_nhwc, init_tf_, lrelu, unflatten_nhwc)
+from gan_tf_port.ops import (
+    Conv2dSame,
+    ConvTranspose2dSame,
+    TFBatchNorm1d,
+    TFBatchNorm2d,
+    TFLayerNorm,
+    flatten_nhwc,
+    init_tf_,
+    lrelu,
+    unflatten_nhwc,
+)
 
 
 class WGANGPGenerator(nn.Module):

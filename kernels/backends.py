@@ -1,6 +1,6 @@
 """Backend names, availability checks, the ``auto`` rule, and the record of which backend ran.
 
-Four backends implement every op (SPEC §9):
+Four backends implement every op (docs/kernels.md#the-auto-rule):
 
 * ``torch``      — the reference, written with plain torch ops (any device, any float dtype);
 * ``numba``      — Numba ``@njit(parallel=True)`` kernels on CPU tensors (one pass per row);
@@ -23,6 +23,7 @@ that cannot serve the tensor raises :class:`BackendUnavailableError`; it never f
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import os
 import threading
@@ -76,7 +77,7 @@ def cuda_simulator_enabled() -> bool:
     return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _numba_status() -> str | None:
     """None when Numba CPU kernels can run, else the reason they cannot."""
     try:
@@ -86,11 +87,11 @@ def _numba_status() -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _numba_cuda_status(on_gpu: bool) -> str | None:
     """None when numba.cuda can run kernels on tensors of this kind (GPU or simulated CPU)."""
     try:
-        from numba import cuda
+        from numba import cuda  # numba-cuda is optional: loaded only when the CUDA backend runs
     except Exception as e:
         return f"numba.cuda does not import ({type(e).__name__}: {e})"
     if cuda_simulator_enabled():
@@ -107,13 +108,13 @@ def _numba_cuda_status(on_gpu: bool) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cupy_status() -> str | None:
     """None when CuPy can launch kernels on this machine's CUDA devices."""
     if not torch.cuda.is_available():
         return "no CUDA device"
     try:
-        import cupy
+        import cupy  # CuPy is optional: loaded only when the cupy backend runs
     except Exception as e:
         return f"cupy does not import ({type(e).__name__}: {e})"
     try:
@@ -185,6 +186,4 @@ _FAMILY = {"torch": "reference", "numba": "numba_cpu", "numba-cuda": "numba_cuda
 
 def implementation(op: str, name: str):
     """The module ``kernels.<family>.<op>`` implementing ``op`` for backend ``name`` (imported lazily)."""
-    import importlib
-
     return importlib.import_module(f"kernels.{_FAMILY[name]}.{op}")

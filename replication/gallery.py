@@ -2,17 +2,20 @@
 
 Each cell shows one generated image and, below it, its SPL label (Eq. 2) as the top classes with
 their weights, next to the smooth label (1/C for every class). With SPL over sigmoid
-probabilities the weights stay close to 1/C (ratio at most e; SPEC §5), which the gallery makes
-visible: the top SPL weight is printed beside 1/C.
+probabilities the weights stay close to 1/C (ratio at most e; paper §2.3, Eqs. (1)–(2);
+docs/labeling.md#label-rules), which the gallery makes visible: the top SPL weight is printed
+beside 1/C.
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
+from replication.data.labelfile import read_label_file
+from replication.data.shards import ShardSet
 from replication.io_utils import atomic_write
 
 log = logging.getLogger(__name__)
@@ -40,13 +43,10 @@ def draw_gallery(samples: str | Path, label_files: Mapping[str, str | Path], out
     ``label_files`` maps a rule name (``spl``, ``smooth``, …) to its label file for ``samples``;
     each is checked against the shard set (:func:`replication.data.labelfile.read_label_file`).
     """
-    import matplotlib
+    import matplotlib  # heavy: loaded only when a gallery is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from replication.data.labelfile import read_label_file
-    from replication.data.shards import ShardSet
 
     shards = ShardSet(samples)
     labels = {rule: read_label_file(path, shards)[0] for rule, path in label_files.items()}

@@ -4,8 +4,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+import torch
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
@@ -46,6 +49,4 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """Atomically ``torch.save`` ``obj`` to ``path`` (checkpoints)."""
-    import torch
-
     atomic_write(path, lambda tmp: torch.save(obj, tmp))

@@ -1,7 +1,8 @@
 """Write a label file for a generated shard set with one of the paper's rules (``spl label assign``).
 
-The rules themselves (random, pseudo, smooth, spl — SPEC §5, Eqs. 1–2) are the pure function
-:func:`kernels.assign_labels`; this module is the I/O around it: it reads the baseline model's
+The rules themselves (random, pseudo, smooth, spl — paper §2.3, Eqs. (1)–(2);
+docs/labeling.md#label-rules) are the pure function :func:`kernels.assign_labels`; this module is
+the I/O around it: it reads the baseline model's
 predictions on the generated images (``preds.npz`` from :func:`replication.predict.predict`),
 checks that they belong to exactly that generated shard set (same keys in the same order, same
 class names), and writes the labels with :func:`replication.data.labelfile.write_label_file`,
@@ -18,16 +19,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kernels import assign_labels
 from replication.data.labelfile import write_label_file
 from replication.data.shards import ShardSet
 from replication.errors import ConfigError, ShardError
-from replication.predict import read_preds
+from replication.predictions import read_preds
+from replication.vocabulary import RULES, SCORELESS_RULES, SPL_INPUTS
 
 log = logging.getLogger(__name__)
 
-RULES = ("random", "pseudo", "smooth", "spl")
-SCORELESS_RULES = ("random", "smooth")
-SPL_INPUTS = ("probs", "logits")
 
 
 def _file_sha256(path: Path) -> str:
@@ -46,7 +46,8 @@ def load_scores(scores: str | os.PathLike, shard_set: ShardSet) -> np.ndarray:
     if preds["class_names"] != shard_set.class_names:
         raise ShardError(f"{path}: class names differ from the generated shard set {shard_set.path}")
     if len(preds["keys"]) != len(keys):
-        raise ShardError(f"{path}: scores {len(preds['keys'])} images, the generated shard set {shard_set.path} has {len(keys)}")
+        raise ShardError(f"{path}: scores {len(preds['keys'])} images, "
+                         f"the generated shard set {shard_set.path} has {len(keys)}")
     if preds["keys"] != keys:
         first = next(i for i, (a, b) in enumerate(zip(preds["keys"], keys)) if a != b)
         raise ShardError(
@@ -78,8 +79,6 @@ def assign_label_file(
     pseudo rules; ``spl_input`` and ``temperature`` select v and T of SPL's softmax(v/T) (Eq. 2);
     ``seed`` drives the random rule. Returns ``out``.
     """
-    from kernels import assign_labels
-
     if rule not in RULES:
         raise ConfigError(f"unknown labeling rule {rule!r}; expected one of {', '.join(RULES)}")
     if spl_input not in SPL_INPUTS:

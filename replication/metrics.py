@@ -4,7 +4,8 @@ Pure NumPy (no I/O). Inputs are ``scores`` (N×C; logits by default, or probabil
 ``scores_are="probs"``) and ``labels`` (N×C in {0, 1}, or WIDER-Attribute's {−1, 0, 1} where 0 means
 "unspecified"). Torch tensors are accepted and copied to NumPy.
 
-Definitions (SPEC §8; SRN's ``tools/AP_VOC.m``, ``tools/precision_recall_f1.m``, ``evaluate.m``):
+Definitions (paper §3.1; docs/metrics.md#definitions; SRN's ``tools/AP_VOC.m``,
+``tools/precision_recall_f1.m``, ``evaluate.m``):
 
 * probabilities p = sigmoid(logits), computed in float32 (``score_dtype``); pred = p > 0.5.
 * AP ``voc``: per class, sort by descending score (stable: ties keep image order, as MATLAB's
@@ -33,19 +34,20 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from replication.errors import ReplicationError
+from replication.vocabulary import BASE_METRICS, PRF_METRICS, SCORE_KINDS, TOP3_RULES
 
 _EPS = float(np.finfo(np.float64).eps)  # MATLAB's eps
 _CHUNK_ELEMENTS = 1 << 21  # AP works on (classes × N) blocks of about this many elements
 
-SUMMARY_KEYS = ("mAP", "F1-C", "P-C", "R-C", "F1-O", "P-O", "R-O")
-PRF_KEYS = ("F1-C", "P-C", "R-C", "F1-O", "P-O", "R-O")
-TOP3_RULES = ("pure", "thresholded")
+SUMMARY_KEYS = BASE_METRICS
+PRF_KEYS = PRF_METRICS
 
 
 class MetricInputError(ReplicationError, ValueError):
@@ -59,7 +61,7 @@ class NoPositiveClassWarning(UserWarning):
 _CHOICES = {
     "ap": ("voc", "noninterpolated"),
     "threshold_op": (">", ">="),
-    "score_space": ("probs", "logits"),
+    "score_space": SCORE_KINDS,
     "f1_c": ("mean", "harmonic"),
     "zero_division": ("srn", "zero"),
     "no_positive": ("exclude", "zero", "nan"),
@@ -85,8 +87,9 @@ class MetricConvention:
         no_positive: AP of a class without positives in the mean: ``"exclude"`` (warning),
             ``"zero"`` or ``"nan"``.
         top3: the Top-3 rule used when :func:`evaluate` is called with ``top3=None``.
-        score_dtype: dtype of the sigmoid and of the ranking (``"float32"`` as SPEC §8; SRN's
-            MATLAB ran in float64, which only differs where float32 sigmoids saturate into ties).
+        score_dtype: dtype of the sigmoid and of the ranking (``"float32"`` as paper §3.1;
+            docs/metrics.md#definitions; SRN's MATLAB ran in float64, which only differs where float32
+            sigmoids saturate into ties).
     """
 
     ap: str = "voc"

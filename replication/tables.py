@@ -1,4 +1,4 @@
-"""Render Tables 1–3 (and the demo table) from run directories, beside the paper's numbers (SPEC §10).
+"""Render Tables 1–3 (and the demo table) from run directories, beside the paper's numbers (docs/experiments.md).
 
 Rendering is a pure function of the files: the spec, the paper's CSV and the ``metrics.json`` of
 each finished metrics step under ``<runs>/<dataset>/metrics-*/`` (a ``done`` marker beside it).
@@ -24,72 +24,22 @@ import io
 import json
 import logging
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+
+import numpy as np
 
 from replication.errors import ConfigError
-from replication.experiments.spec import (
-    BASELINE,
-    METRIC_KEYS,
-    TOP3_PREFIX,
-    ExperimentSpec,
-    metric_label,
-    parse_row,
-    row_label,
-)
+from replication.experiments.spec import ExperimentSpec
 from replication.io_utils import atomic_write, atomic_write_text
+from replication.paper_table import PaperTable, read_paper_table
+from replication.vocabulary import TOP3_PREFIX, metric_label, parse_row, row_label
 
 log = logging.getLogger(__name__)
 FORMATS = ("md", "csv", "tex")
 DASH = "–"
 TOP3_TEXT = {"pure": "the 3 highest scores of each image", "thresholded": "the 3 highest scores with score > 0.5"}
-
-
-# ------------------------------------------------------------------------------------ paper numbers
-
-
-@dataclass(frozen=True)
-class PaperTable:
-    """The paper's numbers: ``values[(method, generator)][metric]`` (None where the paper has "-")."""
-
-    path: Path
-    columns: tuple[str, ...]
-    values: Mapping[tuple[str, str | None], Mapping[str, float | None]]
-
-    @property
-    def literature(self) -> tuple[str, ...]:
-        """Methods shown from the literature only (no generator, not the baseline)."""
-        return tuple(m for (m, g) in self.values if g is None and m != BASELINE)
-
-    def get(self, row: str, metric: str) -> float | None:
-        """The paper's value of ``metric`` for a row id (``baseline``, ``spl/dcgan``) or literature name."""
-        key = parse_row(row) if row == BASELINE or "/" in row else (row, None)
-        return self.values.get(key, {}).get(metric)
-
-
-def read_paper_table(path: str | Path) -> PaperTable:
-    """Read one of ``tables/paper/*.csv`` (columns ``method,generator,<metric keys>``)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: paper table not found")
-    with open(p, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        if header[:2] != ["method", "generator"]:
-            raise ConfigError(f"{p}: a paper table starts with columns 'method,generator'")
-        columns = tuple(header[2:])
-        bad = [c for c in columns if c not in METRIC_KEYS]
-        if bad:
-            raise ConfigError(f"{p}: unknown metric column {bad[0]!r}")
-        values: dict[tuple[str, str | None], dict[str, float | None]] = {}
-        for rec in reader:
-            key = (rec["method"], rec["generator"] or None)
-            try:
-                values[key] = {c: (float(rec[c]) if rec[c] else None) for c in columns}
-            except ValueError as e:
-                raise ConfigError(f"{p}: line {reader.line_num}: {e}") from None
-    return PaperTable(path=p, columns=columns, values=values)
 
 
 # ------------------------------------------------------------------------------------ our results
@@ -232,7 +182,9 @@ def format_markdown(table: Table) -> str:
     for r in table.rows:
         cells = []
         for cell in r.cells:
-            ours = DASH if cell.ours is None else _num(cell.ours) + (f" ± {cell.std:.1f}" if cell.std is not None else "")
+            ours = (
+                DASH if cell.ours is None else _num(cell.ours) + (f" ± {cell.std:.1f}" if cell.std is not None else "")
+            )
             paper = DASH if cell.paper is None else _num(cell.paper)
             diff = DASH if cell.diff is None else _num(cell.diff, signed=True)
             cells.append(f"{ours} / {paper} / {diff}")
@@ -302,7 +254,8 @@ def format_latex(table: Table) -> str:
         label = _tex_escape(r.label)
         if not r.literature:
             ours = [
-                "--" if c.ours is None else _num(c.ours, minus="$-$") + (f"$\\pm${c.std:.1f}" if c.std is not None else "")
+                "--" if c.ours is None
+                else _num(c.ours, minus="$-$") + (f"$\\pm${c.std:.1f}" if c.std is not None else "")
                 for c in r.cells
             ]
             lines.append(f"{label} & ours ({r.seeds}) & " + " & ".join(ours) + " \\\\")
@@ -321,11 +274,10 @@ FORMATTERS = {"md": format_markdown, "csv": format_csv, "tex": format_latex}
 
 def plot_map(table: Table, path: str | Path) -> Path:
     """Bar chart of mAP per row, ours (with std error bars) next to the paper's, saved as PNG."""
-    import matplotlib
+    import matplotlib  # heavy: Matplotlib is loaded only when the figure is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     rows = [r for r in table.rows if not r.literature]
     if "mAP" not in table.spec.columns:

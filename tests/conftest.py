@@ -5,8 +5,8 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see replication/__init__.py
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 # Without a GPU, the Numba CUDA simulator runs numba.cuda kernels on the CPU. It must be chosen
 # before numba is imported (torch does not import numba), and never on a machine with a GPU,

@@ -27,7 +27,7 @@ def test_errors_are_one_line(tmp_path):
     runner = CliRunner()
     r = runner.invoke(cli, ["data", "info", str(tmp_path / "missing")])
     assert r.exit_code == 1
-    lines = [l for l in r.output.splitlines() if l.strip()]
+    lines = [line for line in r.output.splitlines() if line.strip()]
     assert lines == [f"error: {tmp_path / 'missing'}: no such shard set folder"]
     r = runner.invoke(cli, ["data", "build", "coco2014", "--split", "train", "--root", str(tmp_path),
                             "--out", str(tmp_path / "o")])

@@ -7,7 +7,6 @@ scores → label files → trainings → metrics → table) with tiny presets.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,8 @@ import yaml
 from click.testing import CliRunner
 
 from replication.errors import ConfigError
-from replication.experiments.spec import load_spec, spec_from_dict
 from replication.experiments.runner import plan_experiment
+from replication.experiments.spec import spec_from_dict
 from replication.experiments.steps import DONE, Step, config_hash, execute, toposort
 
 REPO = Path(__file__).resolve().parent.parent
@@ -238,7 +237,9 @@ def test_gallery_label_text():
     names = [str(i) for i in range(10)]
     spl = np.full(10, 0.09, dtype=np.float32)
     spl[[3, 7]] = [0.15, 0.13]
-    assert top_classes(spl, names, 3) == [("3", pytest.approx(0.15)), ("7", pytest.approx(0.13)), ("0", pytest.approx(0.09))]
+    assert top_classes(spl, names, 3) == [
+        ("3", pytest.approx(0.15)), ("7", pytest.approx(0.13)), ("0", pytest.approx(0.09))
+    ]
     assert describe_label("spl", spl, names) == "spl: 3 .150, 7 .130, 0 .090"
     assert describe_label("smooth", np.full(10, 0.1, dtype=np.float32), names) == "smooth: all .100"
 

@@ -1,4 +1,7 @@
-"""``spl gan train|sample``, ``spl bench gan`` and the shard wiring of replication.gan (SPEC §4)."""
+"""``spl gan train|sample``, ``spl bench gan`` and the shard wiring of replication.gan.
+
+See paper §2.2, §3.2; docs/gan.md.
+"""
 from __future__ import annotations
 
 import json
@@ -13,9 +16,10 @@ from click.testing import CliRunner
 from replication.cli import cli
 from replication.data.shards import SOURCE_GENERATED, ShardSet, ShardWriter
 from replication.errors import ConfigError
-from replication.gan import (GanTrainingError, load_gan_config, load_gan_images, minmax_stretch,
-                             preprocess_gan_image, sample_gan, train_gan)
-
+from replication.gan import run as gan_run
+from replication.gan.config import load_gan_config
+from replication.gan.images import load_gan_images, minmax_stretch, preprocess_gan_image
+from replication.gan.run import GanTrainingError, sample_gan, train_gan
 
 TINY = ["--size", "16", "--width", "4", "--batch", "16", "--threads", "1", "--set", "sample_every=0",
         "--set", "log_every=5", "--set", "progress=false"]
@@ -115,7 +119,7 @@ def test_wgan_preset_max_iters_then_resume(tiny_digits, tmp_path):
 def test_cli_errors_are_one_line(tiny_digits, tmp_path):
     res = CliRunner().invoke(cli, ["gan", "train", "--arch", "dcgan", "--data", str(tiny_digits[0]),
                                    "--out", str(tmp_path / "r"), "--set", "bogus=1"])
-    assert res.exit_code == 1 and "unknown gan config key 'bogus'" in res.output
+    assert res.exit_code == 1 and "unknown GAN config key 'bogus'" in res.output
     res = CliRunner().invoke(cli, ["gan", "train", "--data", str(tiny_digits[0]), "--out", str(tmp_path / "r")])
     assert res.exit_code == 2 and "--arch" in res.output
     res = CliRunner().invoke(cli, ["gan", "train", "--arch", "dcgan", "--data", str(tmp_path / "nope"),
@@ -130,7 +134,7 @@ def test_interrupted_training_is_reported_with_a_resume_hint(tiny_digits, tmp_pa
 
     def fake_train(cfg, images, out, **kw):
         return gt.TrainResult("interrupted", 4, 15, 15, out, out / "checkpoint.pt")
-    monkeypatch.setattr(gt, "train", fake_train)
+    monkeypatch.setattr(gan_run, "train", fake_train)
     cfg = load_gan_config("embedded-dcgan", [f"data={tiny_digits[0]}", f"out={tmp_path / 'r'}"])
     with pytest.raises(GanTrainingError, match="interrupted at iteration 4/15.*--resume"):
         train_gan(cfg)
@@ -150,7 +154,8 @@ def test_preprocessing_resize_antialias_rgb_and_stretch():
     assert np.abs(area.astype(np.float64) - block).max() <= 0.5 + 1e-9
     small = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
     up = preprocess_gan_image(small, 32)
-    assert np.array_equal(up, cv2.resize(small, (32, 32), interpolation=cv2.INTER_LINEAR)[:, :, ::-1].transpose(2, 0, 1))
+    bilinear = cv2.resize(small, (32, 32), interpolation=cv2.INTER_LINEAR)
+    assert np.array_equal(up, bilinear[:, :, ::-1].transpose(2, 0, 1))
     same = preprocess_gan_image(small, 16)
     assert np.array_equal(same, small[:, :, ::-1].transpose(2, 0, 1))
     x = torch.tensor([[[[-0.5, 0.0], [0.25, 0.5]]], [[[0.1, 0.1], [0.1, 0.3]]]])
@@ -203,7 +208,7 @@ def test_bench_gan_quick_writes_json(tmp_path):
         assert r["iter_per_s"] > 0 and r["speedup_vs_eager"] == 1.0
         reads = 5 if r["arch"] == "wgan-gp" else 1
         assert r["real_images_per_s"] == pytest.approx(r["iter_per_s"] * 8 * reads, rel=0.01)
-    assert data["meta"]["torch"] == torch.__version__
+    assert data["machine"]["torch"] == torch.__version__
 
 
 def test_bench_gan_records_compile_failures(tmp_path, monkeypatch):

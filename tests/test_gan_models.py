@@ -1,4 +1,7 @@
-"""DCGAN and WGAN-GP ports: parameter counts (SPEC §4), shapes, output ranges, layout and initialisation."""
+"""DCGAN and WGAN-GP ports: parameter counts, shapes, output ranges, layout and initialisation.
+
+Parameter counts: paper §2.2, §3.2; docs/gan.md.
+"""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +10,6 @@ import torch
 import gan_tf_port
 from gan_tf_port import build
 from gan_tf_port.ops import Conv2dSame, ConvTranspose2dSame, TFLayerNorm
-
 
 
 def _count(m: torch.nn.Module) -> int:

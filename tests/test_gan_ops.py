@@ -15,10 +15,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gan_tf_port.ops import (ConvTranspose2dSame, Conv2dSame, TFBatchNorm1d, TFBatchNorm2d, TFLayerNorm, init_tf_,
-                             lrelu, same_pads, tf_normal_, tf_truncated_normal_, truncated_normal_std)
+from gan_tf_port.ops import (
+    Conv2dSame,
+    ConvTranspose2dSame,
+    TFBatchNorm1d,
+    TFBatchNorm2d,
+    TFLayerNorm,
+    init_tf_,
+    lrelu,
+    same_pads,
+    tf_normal_,
+    tf_truncated_normal_,
+    truncated_normal_std,
+)
 from gan_tf_port.optim import TFAdam, make_adam
-
 
 
 def _np_same_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int) -> np.ndarray:
@@ -56,7 +66,7 @@ def _np_same_deconv(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, ou
 
 
 def test_same_pads_match_tf_rule():
-    """5×5/2 on even sizes pads 1 before and 2 after (SPEC §4); odd sizes pad symmetrically."""
+    """5×5/2 on even sizes pads 1 before and 2 after (paper §2.2, §3.2; docs/gan.md); odd sizes pad symmetrically."""
     assert same_pads(64, 5, 2) == (1, 2)
     assert same_pads(32, 5, 2) == (1, 2)
     assert same_pads(4, 5, 2) == (1, 2)
@@ -77,7 +87,7 @@ def test_conv_same_equals_explicit_pad_then_plain_conv(size):
                         conv.bias.double().detach().numpy(), 2)
     np.testing.assert_allclose(got.detach().numpy(), ref, atol=1e-5)
     if size % 2 == 0:
-        # SPEC: zero-pad (left 1, right 2, top 1, bottom 2) then Conv2d(padding=0).
+        # docs/gan.md (fidelity table): zero-pad (left 1, right 2, top 1, bottom 2) then Conv2d(padding=0).
         explicit = F.conv2d(F.pad(x, (1, 2, 1, 2)), conv.weight, conv.bias, stride=2)
         torch.testing.assert_close(got, explicit, rtol=0, atol=1e-6)
         # and PyTorch's symmetric padding=2 would not be the same function (one-pixel shift)
@@ -107,7 +117,7 @@ def test_deconv_same_equals_gradient_of_same_conv(in_size, out_size):
 
 
 def test_deconv_same_is_padding1_then_drop_last_row_and_column():
-    """SPEC's literal port for H → 2H: ConvTranspose2d(5, 2, padding=1), drop the last row and column."""
+    """docs/gan.md's exact port for H → 2H: ConvTranspose2d(5, 2, padding=1), drop the last row and column."""
     torch.manual_seed(2)
     deconv = ConvTranspose2dSame(4, 2)
     x = torch.randn(1, 4, 4, 4)

@@ -1,4 +1,6 @@
-"""kernels.assign_labels: every available backend against the float64 torch reference (SPEC §5, §9).
+"""kernels.assign_labels: every available backend against the float64 torch reference.
+
+See docs/labeling.md#label-rules, docs/kernels.md.
 
 Backends: ``torch`` and ``numba`` on CPU tensors; ``numba-cuda`` under the CUDA simulator
 (tests/conftest.py sets NUMBA_ENABLE_CUDASIM=1 without a GPU; tiny shapes, the simulator runs
@@ -11,13 +13,12 @@ import math
 
 import pytest
 import torch
+from kernel_backends import BACKENDS
 
 import kernels
 from kernels.backends import BackendUnavailableError
 from kernels.reference import assign_labels as ref
 
-
-from kernel_backends import BACKENDS  # noqa: E402  (shared parametrisation)
 # Shapes: single row, single class, WIDER (14), COCO (80), NUS-WIDE (81), one above 128, and an
 # odd one with more rows than a numba-cuda block holds. Kept tiny for the simulator.
 SHAPES = [(1, 1), (1, 14), (5, 14), (2, 80), (1, 81), (1, 130), (17, 7)]
@@ -105,7 +106,7 @@ def test_smooth_is_one_over_c(backend, device):
 
 
 def test_spl_over_probabilities_is_nearly_uniform():
-    # SPEC §5 note: over sigmoid outputs in [0, 1], the softmax ratio max/min is at most e.
+    # docs/labeling.md#label-rules: over sigmoid outputs in [0, 1], the softmax ratio max/min is at most e.
     y = kernels.assign_labels(_scores(50, 80) * 10, "spl", backend="numba")
     ratio = y.max(dim=1).values / y.min(dim=1).values
     assert float(ratio.max()) <= math.e + 1e-5
@@ -195,8 +196,9 @@ def test_row_config_mirrors_persistent_softmax():
 def test_bench_kernels_cli_writes_and_deduplicates_csv(tmp_path):
     from click.testing import CliRunner
 
-    from kernels.benchmark import read_csv, write_csv
-    from replication.benchmarks.kernels import command
+    from replication.benchmarks.kernels import read_rows as read_csv
+    from replication.benchmarks.kernels import write_rows as write_csv
+    from replication.commands.bench import kernels_command as command
 
     out = tmp_path / "kernels.csv"
     args = ["--quick", "--out", str(out), "--device", "cpu", "--providers", "torch-eager,numba,auto",

@@ -1,5 +1,5 @@
 """kernels.weighted_soft_cross_entropy: loss and gradient of every available backend against the
-float64 autograd reference (SPEC §6, §9), gradcheck on the CPU backends, Caffe hand values,
+float64 autograd reference (docs/labeling.md#loss, docs/kernels.md), gradcheck on the CPU backends, Caffe hand values,
 weights, mask, and the softmax reading of Eq. (3).
 
 Backends as in test_kernels_assign_labels.py: ``torch`` and ``numba`` compute in the logits' dtype
@@ -13,12 +13,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from kernel_backends import BACKENDS
 
 import kernels
 from kernels.reference.soft_cross_entropy import soft_cross_entropy_reference
 
-
-from kernel_backends import BACKENDS  # noqa: E402  (shared parametrisation)
 # single row, single class, WIDER/COCO/NUS-WIDE class counts, one above 128, and (9, 14): more
 # rows than one numba-cuda block, so the simulator runs the grid-stride loop and the last-block sum
 SHAPES = [(1, 1), (9, 14), (1, 80), (2, 81), (1, 130)]
@@ -88,7 +87,8 @@ def test_sigmoid_hand_values_caffe():
     # Caffe SigmoidCrossEntropyLoss: sum of BCE-with-logits over N×C, divided by N.
     x = torch.tensor([[0.0, 2.0], [-1.0, 40.0]], dtype=torch.float64)
     y = torch.tensor([[0.5, 1.0], [0.0, 0.25]], dtype=torch.float64)
-    terms = [math.log(2.0), math.log1p(math.exp(-2.0)), math.log1p(math.exp(-1.0)), 40.0 * 0.75 + math.log1p(math.exp(-40.0))]
+    terms = [math.log(2.0), math.log1p(math.exp(-2.0)), math.log1p(math.exp(-1.0)),
+             40.0 * 0.75 + math.log1p(math.exp(-40.0))]
     for backend in ("torch", "numba"):
         loss = kernels.weighted_soft_cross_entropy(x, y, backend=backend)
         assert loss.item() == pytest.approx(sum(terms) / 2, rel=1e-12)

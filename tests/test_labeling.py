@@ -1,4 +1,4 @@
-"""Tests for replication.labeling and ``spl label assign`` (SPEC §5)."""
+"""Tests for replication.labeling and ``spl label assign`` (paper §2.3, Eqs. (1)–(2); docs/labeling.md#label-rules)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +10,7 @@ from replication.data.labelfile import read_label_file
 from replication.data.shards import SOURCE_GENERATED, ShardSet, ShardWriter
 from replication.errors import ConfigError, ShardError
 from replication.labeling import assign_label_file
-from replication.predict import write_preds
+from replication.predictions import write_preds
 
 M, C = 30, 10
 CLASSES = [str(d) for d in range(C)]
@@ -21,7 +21,8 @@ def _generated(path, n=M, seed=0):
     with ShardWriter(path, dataset="digits-mosaic", split="generated", class_names=CLASSES, encoding="png",
                      label_kind="none") as w:
         for i in range(n):
-            w.add(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8), label=None, key=f"gen-{i:04d}", source=SOURCE_GENERATED)
+            w.add(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8), label=None, key=f"gen-{i:04d}",
+                  source=SOURCE_GENERATED)
     return ShardSet(path)
 
 
@@ -36,7 +37,9 @@ def setup(tmp_path_factory):
 
 def test_pseudo_marks_the_top_k_confidences(setup, tmp_path):
     root, gen, logits = setup
-    labels, meta = read_label_file(assign_label_file("pseudo", root / "scores.npz", gen.path, tmp_path / "p.h5", k=3), gen)
+    labels, meta = read_label_file(
+        assign_label_file("pseudo", root / "scores.npz", gen.path, tmp_path / "p.h5", k=3), gen
+    )
     expected = np.zeros((M, C), np.float32)
     np.put_along_axis(expected, np.argsort(-logits, axis=1)[:, :3], 1.0, axis=1)
     np.testing.assert_array_equal(labels, expected)
@@ -53,7 +56,8 @@ def test_spl_is_softmax_of_sigmoid_probabilities_or_of_logits(setup, tmp_path):
 
     labels, _ = read_label_file(assign_label_file("spl", root / "scores.npz", gen.path, tmp_path / "s.h5"), gen)
     np.testing.assert_allclose(labels, softmax(1 / (1 + np.exp(-x))), rtol=1e-5, atol=1e-7)
-    # Over probabilities in [0, 1] the ratio of any two entries is at most e (SPEC §5).
+    # Over probabilities in [0, 1] the ratio of any two entries is at most e (paper §2.3, Eqs. (1)–(2);
+    # docs/labeling.md#label-rules).
     assert (labels.max(1) / labels.min(1) <= np.e + 1e-5).all()
     labels, meta = read_label_file(assign_label_file("spl", root / "scores.npz", gen.path, tmp_path / "l.h5",
                                                      spl_input="logits", temperature=2.0), gen)
@@ -78,7 +82,8 @@ def test_scores_must_belong_to_the_generated_set(setup, tmp_path):
     with pytest.raises(ConfigError, match="needs --scores"):
         assign_label_file("spl", None, gen.path, tmp_path / "x.h5")
     keys = gen.keys()
-    write_preds(tmp_path / "swapped.npz", logits, np.full((M, C), np.nan, np.float32), keys[1:2] + keys[:1] + keys[2:], CLASSES)
+    write_preds(tmp_path / "swapped.npz", logits, np.full((M, C), np.nan, np.float32), keys[1:2] + keys[:1] + keys[2:],
+                CLASSES)
     with pytest.raises(ShardError, match="first difference at row 0"):
         assign_label_file("pseudo", tmp_path / "swapped.npz", gen.path, tmp_path / "x.h5")
     write_preds(tmp_path / "short.npz", logits[:5], np.zeros((5, C), np.float32), keys[:5], CLASSES)

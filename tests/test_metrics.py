@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn.metrics import average_precision_score
 
-from replication.benchmarks.metrics import command as bench_command
 from replication.benchmarks.metrics import reference_evaluate
+from replication.commands.bench import metrics_command as bench_command
 from replication.commands.eval import command as eval_command
 from replication.metrics import (
     PRESETS,
@@ -35,6 +35,7 @@ from replication.metrics import (
     top3_predictions,
     top_k_mask,
 )
+from replication.predictions import PredictionsError
 
 PLAIN = ["mAP", "F1-C", "P-C", "R-C", "F1-O", "P-O", "R-O"]
 TOP = ["F1-C", "P-C", "R-C", "F1-O", "P-O", "R-O"]
@@ -50,7 +51,9 @@ def col(*values):
 def test_voc_and_noninterpolated_hand_case():
     # order: neg, pos, pos -> precision at positives 1/2, 2/3
     s, y = col(0.9, 0.8, 0.7), col(0, 1, 1)
-    assert per_class_ap(s, y, ap="noninterpolated", scores_are="probs")[0] == pytest.approx((1 / 2 + 2 / 3) / 2, abs=1e-12)
+    assert per_class_ap(s, y, ap="noninterpolated", scores_are="probs")[0] == pytest.approx(
+        (1 / 2 + 2 / 3) / 2, abs=1e-12
+    )
     # VOC: precision at the first positive interpolated up to max(1/2, 2/3) = 2/3
     assert per_class_ap(s, y, ap="voc", scores_are="probs")[0] == pytest.approx(2 / 3, abs=1e-12)
 
@@ -65,7 +68,9 @@ def test_voc_hand_case_five_items():
 def test_ties_keep_image_order_like_matlab_stable_sort():
     s = col(0.5, 0.5, 0.5)
     assert per_class_ap(s, col(0, 1, 1), ap="voc", scores_are="probs")[0] == pytest.approx(2 / 3, abs=1e-12)
-    assert per_class_ap(s, col(0, 1, 1), ap="noninterpolated", scores_are="probs")[0] == pytest.approx(7 / 12, abs=1e-12)
+    assert per_class_ap(s, col(0, 1, 1), ap="noninterpolated", scores_are="probs")[0] == pytest.approx(
+        7 / 12, abs=1e-12
+    )
     assert per_class_ap(s, col(1, 1, 0), ap="voc", scores_are="probs")[0] == 1.0
     # -0.0 and +0.0 tie too (logits); float32 sigmoid saturation creates ties: 20 and 30 both -> 1.0
     assert per_class_ap(col(-0.0, 0.0), col(0, 1), ap="noninterpolated", scores_are="logits")[0] == 0.5
@@ -113,7 +118,8 @@ def test_noninterpolated_equals_sklearn_without_ties(seed):
     s = rng.permutation(n * c).reshape(n, c).astype(np.float64) / (n * c)  # all distinct
     y = (rng.random((n, c)) < 0.3).astype(np.float32)
     y[0] = 1  # every class has a positive
-    ours = per_class_ap(s, y, ap="noninterpolated", scores_are="probs", convention=get_convention(score_dtype="float64"))
+    ours = per_class_ap(s, y, ap="noninterpolated", scores_are="probs",
+                        convention=get_convention(score_dtype="float64"))
     ref = [average_precision_score(y[:, j], s[:, j]) for j in range(c)]
     np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-12)
 
@@ -176,7 +182,9 @@ def test_threshold_is_strict_by_default_and_switchable():
     logits = col(0.0, 2.0)
     assert evaluate(logits, y, convention="mlgcn", top3="none")["R-O"] == pytest.approx(100.0)
     assert evaluate(logits, y, convention="srn", top3="none")["R-O"] == pytest.approx(50.0)
-    assert evaluate(sigmoid(logits), y, convention="mlgcn", scores_are="probs", top3="none")["R-O"] == pytest.approx(100.0)
+    assert evaluate(sigmoid(logits), y, convention="mlgcn", scores_are="probs", top3="none")["R-O"] == pytest.approx(
+        100.0
+    )
 
 
 def test_f1_o_is_harmonic_mean_of_p_o_and_r_o():
@@ -372,14 +380,14 @@ def test_eval_cli_convention_and_override(tmp_path):
 def test_eval_cli_bad_file_names_it(tmp_path):
     np.savez(tmp_path / "p.npz", logits=np.zeros((3, 2), np.float32))
     res = CliRunner().invoke(eval_command, ["--preds", str(tmp_path / "p.npz")])
-    assert isinstance(res.exception, MetricInputError)
+    assert isinstance(res.exception, PredictionsError)  # the one reader of predictions files
     assert "p.npz" in str(res.exception) and "labels" in str(res.exception)
     _write_preds(tmp_path / "q.npz", labels=np.full((40, 4), 2, np.float32))
     res = CliRunner().invoke(eval_command, ["--preds", str(tmp_path / "q.npz")])
     assert isinstance(res.exception, MetricInputError) and "q.npz: labels outside" in str(res.exception)
     (tmp_path / "r.npz").write_bytes(b"not a zip")
     res = CliRunner().invoke(eval_command, ["--preds", str(tmp_path / "r.npz")])
-    assert isinstance(res.exception, MetricInputError) and "r.npz: not a readable" in str(res.exception)
+    assert isinstance(res.exception, PredictionsError) and "r.npz: not a readable" in str(res.exception)
 
 
 def test_bench_metrics_quick_writes_json(tmp_path):

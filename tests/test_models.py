@@ -1,4 +1,7 @@
-"""Tests for replication.models: SPEC §7 layout, parameter counts, gradients, pretrained loading."""
+"""Tests for replication.models: the layout, parameter counts, gradients, pretrained loading.
+
+Layout: docs/classifier.md#decisions.
+"""
 from __future__ import annotations
 
 import pytest
@@ -10,14 +13,13 @@ from replication.models import build_model, classifier_prefix, list_models, load
 from replication.models.preact_resnet import BOTH_PREACT, BRANCH_PREACT, NO_PREACT
 
 
-
 def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 @pytest.mark.parametrize("c, expected", [(80, 42_656_400), (81, 42_658_449), (14, 42_521_166), (1000, 44_541_480)])
 def test_preact_resnet101_parameter_count(c, expected):
-    # The counts of SPEC §7 (fb.resnet.torch preresnet-101 with a C-way FC, no conv biases).
+    # The counts of docs/classifier.md#decisions (fb.resnet.torch preresnet-101 with a C-way FC, no conv biases).
     assert n_params(build_model("preact_resnet101", c)) == expected
 
 

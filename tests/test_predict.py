@@ -1,4 +1,4 @@
-"""Tests for replication.predict and ``spl predict``."""
+"""Tests for replication.predict, replication.predictions and ``spl predict``."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,9 +11,9 @@ from replication.data.shards import SOURCE_GENERATED, ShardSet, ShardWriter
 from replication.data.transforms import CaffeTestTransform
 from replication.errors import ConfigError, ShardError
 from replication.models import build_model
-from replication.predict import predict, read_preds, write_preds
+from replication.predict import predict
+from replication.predictions import read_preds, write_preds
 from replication.train import load_train_config, train
-
 
 
 @pytest.fixture(scope="module")
@@ -93,5 +93,6 @@ def test_cli_predict(run_dir, tiny_digits, tmp_path):
                               "--out", str(tmp_path / "c.npz"), "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert read_preds(tmp_path / "c.npz")["logits"].shape == (len(ShardSet(tiny_digits[1])), 10)
-    res = runner.invoke(cli, ["predict", "--run", str(tmp_path), "--data", str(tiny_digits[1]), "--out", str(tmp_path / "d.npz")])
+    res = runner.invoke(cli, ["predict", "--run", str(tmp_path), "--data", str(tiny_digits[1]),
+                              "--out", str(tmp_path / "d.npz")])
     assert res.exit_code == 1 and "error:" in res.output and "no trained model here" in res.output

@@ -40,7 +40,7 @@ def write_coco(root: Path, coco_split: str = "train2014", images: dict = IMAGES,
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     (root / coco_split).mkdir(parents=True, exist_ok=True)
     imgs, anns, ann_id = [], [], 1
-    for k, (iid, cats) in enumerate(images.items()):
+    for iid, cats in images.items():
         name = file_name(coco_split, iid)
         img = make_image(iid)
         cv2.imwrite(str(root / coco_split / name), img)

@@ -96,7 +96,9 @@ def test_test_split_and_image_dir_option(tmp_path):
     src = wider_attribute.open_split(tmp_path, "test", image_dir="pictures")
     assert len(src.records) == 4
     assert src.records[3].load().shape == (9, 8, 3)
-    with pytest.raises(BadImageError, match=r"Image/train/0--Parade/0_Parade_marchingband_1_5.jpg: image file not found"):
+    with pytest.raises(
+        BadImageError, match=r"Image/train/0--Parade/0_Parade_marchingband_1_5.jpg: image file not found"
+    ):
         wider_attribute.open_split(tmp_path, "test").records[0].load()
 
 
@@ -107,7 +109,10 @@ def test_attribute_vector_not_length_14(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(
         DataSourceError,
-        match=rf"wider_attribute_trainval.json: image {PARADE} target 1 has an attribute vector of length 13, expected 14",
+        match=(
+            rf"wider_attribute_trainval.json: image {PARADE} target 1 has an attribute vector of length 13, "
+            r"expected 14"
+        ),
     ):
         wider_attribute.open_split(tmp_path, "train")
 

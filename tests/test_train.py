@@ -63,7 +63,7 @@ def test_overrides_and_yaml_roundtrip(tmp_path):
     path.write_text(config_to_yaml(cfg))
     assert load_train_config(path) == cfg
     assert load_train_config(cfg.to_dict()) == cfg
-    assert load_train_config({}) == TrainConfig()  # defaults = SPEC §7
+    assert load_train_config({}) == TrainConfig()  # defaults = docs/classifier.md#recipe
 
 
 @pytest.mark.parametrize("override, match", [

@@ -1,4 +1,4 @@
-// Label-assignment rules of SPEC §5 (kernels/cupy_cuda/assign_labels.py launches them).
+// Label-assignment rules (paper §2.3, Eqs. (1)–(2); docs/labeling.md) (kernels/cupy_cuda/assign_labels.py launches them).
 // Requires common.cu before it. Inputs: float32 N×C row-major, contiguous; int32 sizes.
 // Each kernel counts the rows holding a non-finite input into *bad_rows (zeroed by the caller),
 // so rejecting them costs no extra pass over the input.

@@ -1,4 +1,4 @@
-// Weighted soft-target cross-entropy of SPEC §6, forward and gradient in ONE launch
+// Weighted soft-target cross-entropy (paper Eq. (3); docs/labeling.md#loss), forward and gradient in ONE launch
 // (kernels/cupy_cuda/soft_cross_entropy.py launches it; formulas in
 // kernels/reference/soft_cross_entropy.py). Requires common.cu before it.
 //

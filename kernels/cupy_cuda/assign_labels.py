@@ -1,4 +1,6 @@
-"""``cupy`` backend of the label-assignment rules (SPEC §5): kernels of ``kernels/cuda/assign_labels.cu``.
+"""``cupy`` backend of the label-assignment rules: kernels of ``kernels/cuda/assign_labels.cu``.
+
+See paper §2.3, Eqs. (1)–(2); docs/labeling.md.
 
 One launch per call (plus the zeroing of the bad-row counter, and the ``.item()`` read that
 rejects non-finite rows); each row stays in registers between loading and storing, so a bulk
@@ -15,7 +17,7 @@ _OP = "assign_labels"
 
 
 def _launch_rows(kind: str, x: torch.Tensor, *scalars) -> tuple[torch.Tensor, int]:
-    import cupy
+    import cupy  # CuPy is optional: loaded only when the cupy backend runs
 
     x = x.detach().to(torch.float32).contiguous()
     n, c = x.shape
@@ -44,7 +46,7 @@ def top_k(keys: torch.Tensor, k: int) -> tuple[torch.Tensor, int]:
 
 def smooth(scores: torch.Tensor) -> torch.Tensor:
     """Label smoothing: every entry 1/C (the ``fill_value`` kernel)."""
-    import cupy
+    import cupy  # CuPy is optional: loaded only when the cupy backend runs
 
     n, c = scores.shape
     out = torch.empty((n, c), dtype=torch.float32, device=scores.device)

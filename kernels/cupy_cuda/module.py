@@ -43,7 +43,7 @@ class RowConfig:
     rows_per_block: int
 
     @classmethod
-    def for_classes(cls, c: int) -> "RowConfig":
+    def for_classes(cls, c: int) -> RowConfig:
         """Layout for C classes: padded to 2^ceil(log2 C); 2 rows per warp when padded ≤ 128."""
         log2 = max(0, (int(c) - 1).bit_length())
         padded = 1 << log2
@@ -72,9 +72,9 @@ def name_expressions(op: str, log2: int) -> list[str]:
     return [t.format(log2=log2) for t in _TEMPLATES[op]]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _module(device_index: int, op: str, log2: int):
-    import cupy
+    import cupy  # CuPy is optional: loaded only when the cupy backend runs
 
     with cupy.cuda.Device(device_index):
         mod = cupy.RawModule(code=source(op), options=NVRTC_OPTIONS,
@@ -83,10 +83,10 @@ def _module(device_index: int, op: str, log2: int):
     return mod
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def get_kernel(device_index: int, op: str, name: str, log2: int):
     """The compiled kernel ``name`` (a name expression such as ``spl_rows<7>``) for a device."""
-    import cupy
+    import cupy  # CuPy is optional: loaded only when the cupy backend runs
 
     with cupy.cuda.Device(device_index):
         return _module(device_index, op, log2).get_function(name)
@@ -101,7 +101,7 @@ def current_stream(device_index: int):
     torch's default (legacy) stream has pointer 0, which is cupy's null stream; other streams are
     wrapped through the CUDA stream protocol (``Stream.from_external``, cupy ≥ 14).
     """
-    import cupy
+    import cupy  # CuPy is optional: loaded only when the cupy backend runs
 
     ts = torch.cuda.current_stream(device_index)
     key = (device_index, ts.cuda_stream)
@@ -124,18 +124,18 @@ def device_index(t: torch.Tensor) -> int:
 
 def as_cupy(t: torch.Tensor):
     """Zero-copy cupy view of a contiguous CUDA tensor (DLPack); call inside the stream context."""
-    import cupy
+    import cupy  # CuPy is optional: loaded only when the cupy backend runs
 
     return cupy.from_dlpack(t.detach())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sm_count(index: int) -> int:
     """Number of streaming multiprocessors of device ``index``."""
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def persistent_counter(index: int, stream_ptr: int) -> torch.Tensor:
     """A zeroed 32-bit ticket counter per (device, stream); the loss kernel resets it after use."""
     return torch.zeros(1, dtype=torch.int32, device=f"cuda:{index}")
@@ -146,7 +146,7 @@ def nvrtc_compile(op: str, log2_values: tuple[int, ...], arch: str = "sm_90") ->
 
     Raises ``cupy.cuda.compiler.CompileException`` with the compiler log on a source error.
     """
-    from cupy.cuda import compiler
+    from cupy.cuda import compiler  # CuPy is optional: loaded only when the cupy backend runs
 
     names = sorted({n for log2 in log2_values for n in name_expressions(op, log2)})
     program = compiler._NVRTCProgram(source(op), f"{op}.cu", name_expressions=names, method="cubin")

@@ -1,5 +1,6 @@
-"""``cupy`` backend of the weighted soft-target cross-entropy (SPEC §6): ``sce_forward`` of
-``kernels/cuda/soft_cross_entropy.cu`` writes the loss and its gradient in ONE launch.
+"""``cupy`` backend of the weighted soft-target cross-entropy (paper §2.4, Eq. (3); docs/labeling.md#loss).
+
+``sce_forward`` of ``kernels/cuda/soft_cross_entropy.cu`` writes the loss and its gradient in ONE launch.
 
 The grid is capped at ``BLOCKS_PER_SM`` blocks per SM (blocks loop over row groups) so the last
 block sums at most a few thousand partials; the ticket counter lives per (device, stream) and is
@@ -10,8 +11,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from kernels.cupy_cuda.module import (RowConfig, as_cupy, current_stream, device_index, get_kernel,
-                                      persistent_counter, sm_count)
+from kernels.cupy_cuda.module import (
+    RowConfig,
+    as_cupy,
+    current_stream,
+    device_index,
+    get_kernel,
+    persistent_counter,
+    sm_count,
+)
 
 _OP = "soft_cross_entropy"
 BLOCKS_PER_SM = 16
@@ -20,7 +28,7 @@ BLOCKS_PER_SM = 16
 def forward(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None,
             mask: torch.Tensor | None, mode: str, inv_norm: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss (0-d float32) and ∂L/∂logits (float32) in one kernel launch; mask is uint8 or None."""
-    import cupy
+    import cupy  # CuPy is optional: loaded only when the cupy backend runs
 
     x = logits.detach().to(torch.float32).contiguous()
     n, c = x.shape

@@ -1,4 +1,6 @@
-"""``numba`` backend of the label-assignment rules (SPEC §5): one parallel pass per row, no temporaries.
+"""``numba`` backend of the label-assignment rules: one parallel pass per row, no temporaries.
+
+See paper §2.3, Eqs. (1)–(2); docs/labeling.md.
 
 Every kernel writes straight into the float32 output and counts the rows holding a non-finite
 score, so the caller can reject them without a separate pass over the input. ``spl`` computes in
@@ -14,7 +16,6 @@ import torch
 from numba import njit, prange
 
 from kernels.numba_cpu.fastexp import exp32
-
 
 # Largest 1/T for which exp(sigmoid(s)/T) <= e^80 cannot overflow float32: below it the SPL
 # softmax over probabilities needs no max pass (softmax is shift-invariant).

@@ -1,4 +1,6 @@
-"""``numba`` backend of the weighted soft-target cross-entropy (SPEC §6): loss and gradient in one pass.
+"""``numba`` backend of the weighted soft-target cross-entropy: loss and gradient in one pass.
+
+See paper §2.4, Eq. (3); docs/labeling.md#loss.
 
 Works in the logits' dtype (float64 inputs give float64 gradients, so ``gradcheck`` applies) with
 float64 accumulators; the formulas are those of :mod:`kernels.reference.soft_cross_entropy`.

@@ -1,4 +1,4 @@
-"""``numba-cuda`` backend of the label-assignment rules (SPEC §5).
+"""``numba-cuda`` backend of the label-assignment rules (paper §2.3, Eqs. (1)–(2); docs/labeling.md).
 
 Block layout and plumbing in :mod:`kernels.numba_cuda.runtime`: W threads per row stride over
 the row, and row reductions (max, sum, arg-max, any-non-finite) go through shared memory with

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -40,7 +40,7 @@ def to_array(t: torch.Tensor):
     t = t.detach().contiguous()
     if cuda_simulator_enabled():
         return t.numpy()
-    from numba import cuda
+    from numba import cuda  # numba-cuda is optional: loaded only when the CUDA backend runs
 
     return cuda.as_cuda_array(t, sync=False)
 
@@ -52,14 +52,14 @@ def max_blocks(device: torch.device) -> int:
     return _sm_count(device.index if device.index is not None else torch.cuda.current_device()) * BLOCKS_PER_SM
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _external_stream(index: int, ptr: int):
-    from numba import cuda
+    from numba import cuda  # numba-cuda is optional: loaded only when the CUDA backend runs
 
     with cuda.gpus[index]:
         return cuda.default_stream() if ptr == 0 else cuda.external_stream(ptr)
@@ -75,7 +75,7 @@ def launch_context(device: torch.device) -> Iterator[object]:
     if cuda_simulator_enabled():
         yield 0
         return
-    from numba import cuda
+    from numba import cuda  # numba-cuda is optional: loaded only when the CUDA backend runs
 
     index = device.index if device.index is not None else torch.cuda.current_device()
     with cuda.gpus[index]:
@@ -90,7 +90,7 @@ def dummy(device: torch.device, ndim: int, dtype: torch.dtype) -> torch.Tensor:
     return _dummy(str(device), ndim, dtype)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _dummy(device: str, ndim: int, dtype: torch.dtype) -> torch.Tensor:
     return torch.zeros((1,) * ndim, dtype=dtype, device=device)
 
@@ -107,7 +107,7 @@ def counter(device: torch.device) -> torch.Tensor:
     return _persistent_counter(index, torch.cuda.current_stream(index).cuda_stream)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _persistent_counter(index: int, stream_ptr: int) -> torch.Tensor:
     return torch.zeros(1, dtype=torch.int32, device=f"cuda:{index}")
 

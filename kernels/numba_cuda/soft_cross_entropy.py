@@ -1,4 +1,6 @@
-"""``numba-cuda`` backend of the weighted soft-target cross-entropy (SPEC §6): one launch, fwd + grad.
+"""``numba-cuda`` backend of the weighted soft-target cross-entropy: one launch, fwd + grad.
+
+See paper §2.4, Eq. (3); docs/labeling.md#loss.
 
 Blocks loop over groups of R rows (a block-uniform loop, so every ``syncthreads`` is reached by
 all threads); W threads per row stride over its columns and reduce through shared memory. Each

@@ -1,4 +1,6 @@
-"""``assign_labels``: the labeling rules of SPEC §5 for generated images, behind one dispatcher.
+"""``assign_labels``: the labeling rules for generated images, behind one dispatcher.
+
+See paper §2.3, Eqs. (1)–(2); docs/labeling.md.
 
 Decisions recorded here and in docs/kernels.md:
 
@@ -21,6 +23,7 @@ import math
 import torch
 
 from kernels.backends import _record, implementation, resolve_backend
+from kernels.reference.assign_labels import count_nonfinite_rows
 
 RULES: tuple[str, ...] = ("random", "pseudo", "smooth", "spl")
 SPL_INPUTS: tuple[str, ...] = ("probs", "logits")
@@ -56,7 +59,7 @@ def _random_keys(n: int, c: int, generator: torch.Generator | None, device: torc
 def assign_labels(scores: torch.Tensor, rule: str, *, k: int = 3, spl_input: str = "probs",
                   temperature: float = 1.0, generator: torch.Generator | None = None,
                   backend: str = "auto") -> torch.Tensor:
-    """Labels for generated images from the baseline model's scores (SPEC §5).
+    """Labels for generated images from the baseline model's scores (paper §2.3, Eqs. (1)–(2); docs/labeling.md).
 
     Rules: ``random`` — k distinct classes chosen uniformly set to 1; ``pseudo`` — the top-k
     confidences set to 1 (Eq. 1); ``smooth`` — every entry 1/C; ``spl`` — y = softmax(v / T)
@@ -89,8 +92,6 @@ def assign_labels(scores: torch.Tensor, rule: str, *, k: int = 3, spl_input: str
     n, c = x.shape
     bad = 0
     if rule in ("random", "smooth"):
-        from kernels.reference.assign_labels import count_nonfinite_rows
-
         bad = count_nonfinite_rows(x)
     if bad == 0:
         if rule == "spl":

@@ -1,4 +1,6 @@
-"""``weighted_soft_cross_entropy``: the training loss of SPEC §6 as a ``torch.autograd.Function``.
+"""``weighted_soft_cross_entropy``: the training loss as a ``torch.autograd.Function``.
+
+See paper §2.4, Eq. (3); docs/labeling.md#loss.
 
 Forward computes the loss AND its gradient with respect to the logits in one pass (one kernel
 launch on a GPU) and saves the gradient; backward only multiplies it by the incoming gradient.
@@ -33,14 +35,14 @@ class SoftCrossEntropyFunction(torch.autograd.Function):
     """Autograd wrapper: forward = backend's fused loss+grad, backward = saved grad × grad_output."""
 
     @staticmethod
-    def forward(ctx, logits, targets, weights, mask, mode: str, inv_norm: float, impl):  # noqa: D102
+    def forward(ctx, logits, targets, weights, mask, mode: str, inv_norm: float, impl):
         loss, grad = impl.forward(logits, targets, weights, mask, mode, inv_norm)
         ctx.save_for_backward(grad.to(logits.dtype))
         return loss.to(logits.dtype)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_output):  # noqa: D102
+    def backward(ctx, grad_output):
         (grad,) = ctx.saved_tensors
         return grad * grad_output, None, None, None, None, None, None
 
@@ -75,7 +77,9 @@ def weighted_soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
                                 weights: torch.Tensor | None = None, *, mask: torch.Tensor | None = None,
                                 mode: str = "sigmoid", normalize: str = "batch",
                                 backend: str = "auto") -> torch.Tensor:
-    """Weighted soft-target cross-entropy (SPEC §6), differentiable with respect to ``logits``.
+    """Weighted soft-target cross-entropy, differentiable with respect to ``logits``.
+
+    See paper §2.4, Eq. (3); docs/labeling.md#loss.
 
     ``sigmoid``: L = (1/D) Σ_i w_i Σ_j m_ij [max(x,0) − x·y + log(1 + e^{−|x|})] (Caffe's
     SigmoidCrossEntropyLoss with real-valued targets). ``softmax``: Eq. (3) read as softmax

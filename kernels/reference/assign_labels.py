@@ -1,4 +1,6 @@
-"""Reference (``torch`` backend) label-assignment rules of SPEC §5, in the input's dtype.
+"""Reference (``torch`` backend) label-assignment rules, in the input's dtype.
+
+See paper §2.3, Eqs. (1)–(2); docs/labeling.md.
 
 Each function takes the baseline model's scores ``s`` (N×C logits) and returns the labels in the
 same dtype (the public :func:`kernels.assign_labels` casts to float32), plus the number of rows of
@@ -24,7 +26,8 @@ def spl(scores: torch.Tensor, from_probs: bool, inv_temperature: float) -> tuple
 
     Args:
         scores: N×C logits (any float dtype; the computation runs in that dtype).
-        from_probs: take the softmax over sigmoid(s) (SPEC §5 default) instead of over s itself.
+        from_probs: take the softmax over sigmoid(s) (the default, docs/labeling.md#label-rules) instead of
+            over s itself.
         inv_temperature: 1/T.
 
     Returns:

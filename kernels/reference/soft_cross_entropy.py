@@ -1,4 +1,6 @@
-"""Reference weighted soft-target cross-entropy (SPEC §6): the ground truth and the ``torch`` backend.
+"""Reference weighted soft-target cross-entropy: the ground truth and the ``torch`` backend.
+
+See paper §2.4, Eq. (3); docs/labeling.md#loss.
 
 Notation: logits x (N×C), targets y (N×C, real-valued in [0, 1]), per-sample weights w (N),
 optional keep-mask m (N×C, nonzero = keep), normaliser D = N (``batch``) or N·C (``elements``).

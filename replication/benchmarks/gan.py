@@ -1,38 +1,66 @@
-"""``spl bench gan``: training-step throughput of both GANs, eager vs ``torch.compile`` (and CUDA graphs on GPU).
+"""GAN benchmark (``spl bench gan``): training-step throughput of both GANs, eager vs ``torch.compile``
+(and CUDA graphs on GPU).
 
 For each GAN at each size, one training iteration (:func:`gan_tf_port.steps.dcgan_iteration` /
-:func:`~gan_tf_port.steps.wgan_gp_iteration`, TF Adam included) runs ``--warmup`` times untimed (this
-is where compilation happens; its time is recorded) and ``--iters`` times timed, on synthetic real
-batches. Reported per row: iterations/s and real images/s (DCGAN reads one batch per iteration,
-WGAN-GP five), with eager in the same run as the reference (``speedup_vs_eager``). Modes: ``eager``,
-``compile`` (``torch.compile(dynamic=False)`` default mode of G and D; the gradient penalty's double
-backward stays eager; static shapes because dynamic ones turn the SAME-padding arithmetic into huge
-symbolic expressions — measured: a 64×64 compile then ran > 5 min or failed) and on CUDA ``cudagraphs`` (``torch.compile(mode="reduce-overhead")``). A mode that fails is
-recorded with its error, never skipped silently. Results: ``benchmarks/results/gan.json``.
+:func:`~gan_tf_port.steps.wgan_gp_iteration`, TF Adam included) runs ``warmup`` times untimed (this
+is where compilation happens; its time is recorded as ``warmup_s``) and ``iters`` times timed, on
+synthetic real batches (:func:`replication.benchmarks.harness.time_calls`, device synchronised after
+each iteration). Reported per row: iterations/s and real images/s (DCGAN reads one batch per
+iteration, WGAN-GP five), per-iteration seconds (median, p20, p80), with eager in the same run as
+the reference (``speedup_vs_eager``). Modes: ``eager``, ``compile`` (``torch.compile(dynamic=False)``
+default mode of G and D; the gradient penalty's double backward stays eager; static shapes because
+dynamic ones turn the SAME-padding arithmetic into huge symbolic expressions — measured: a 64×64
+compile then ran > 5 min or failed) and on CUDA ``cudagraphs`` (``torch.compile(mode="reduce-overhead")``).
+A mode that fails is recorded with its error, never skipped silently.
 """
 from __future__ import annotations
 
-import os
-import platform
+import dataclasses
 import signal
 import threading
-import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-import click
 import torch
 
-from replication.io_utils import atomic_write_json
+import gan_tf_port
+from gan_tf_port.optim import make_adam
+from gan_tf_port.steps import Noise, dcgan_iteration, wgan_gp_iteration
+from replication.benchmarks import harness
+from replication.errors import ConfigError
 
 MODES = ("eager", "compile", "cudagraphs")
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+@dataclasses.dataclass
+class GanConfig:
+    """What to measure. ``modes=None``: eager and compile, plus cudagraphs on CUDA (``quick``: eager)."""
+
+    sizes: tuple[int, ...] = (32, 64)
+    modes: tuple[str, ...] | None = None
+    width: int = 64
+    batch: int = 64
+    iters: int = 5
+    warmup: int = 2
+    device: str = "auto"
+    row_timeout: float | None = 900.0
+    quick: bool = False
+
+    def __post_init__(self) -> None:
+        if self.quick:
+            self.sizes, self.width, self.batch, self.iters, self.warmup = (32,), 8, 8, 2, 1
+        if self.modes is None:
+            cuda = torch.cuda.is_available()
+            self.modes = ("eager",) if self.quick else ("eager", "compile") + (("cudagraphs",) if cuda else ())
+        bad = [m for m in self.modes if m not in MODES]
+        if bad:
+            raise ConfigError(f"unknown mode {bad[0]!r}; expected one of {', '.join(MODES)}")
+
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
 
 
 class RowTimeout(Exception):
@@ -77,13 +105,9 @@ def bench_one(arch: str, size: int, mode: str, *, width: int, batch: int, iters:
     return row
 
 
-def _run_row(row: dict, arch: str, size: int, mode: str, *, width: int, batch: int, iters: int, warmup: int,
-             device: torch.device) -> None:
-    """Build, warm up and time one row; fills ``row`` in place."""
-    import gan_tf_port
-    from gan_tf_port.optim import make_adam
-    from gan_tf_port.steps import Noise, dcgan_iteration, wgan_gp_iteration
-
+def _build_step(arch: str, size: int, mode: str, *, width: int, batch: int,
+                device: torch.device) -> Callable[[], None]:
+    """A fresh G, D and TF Adam pair and one training iteration of ``arch`` on synthetic real batches."""
     torch.manual_seed(0)
     g, d = gan_tf_port.build(arch, size=size, width=width)
     g, d = g.to(device).train(), d.to(device).train()
@@ -108,87 +132,36 @@ def _run_row(row: dict, arch: str, size: int, mode: str, *, width: int, batch: i
 
     def step() -> None:
         fn(g, d, opt_g, opt_d, next_real, noise, g_fwd=g_fwd, d_fwd=d_fwd)
-    t0 = time.perf_counter()
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    row["warmup_s"] = round(time.perf_counter() - t0, 3)
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        step()
-    _sync(device)
-    dt = time.perf_counter() - t0
+    return step
+
+
+def _run_row(row: dict, arch: str, size: int, mode: str, *, width: int, batch: int, iters: int, warmup: int,
+             device: torch.device) -> None:
+    """Build, warm up and time one row; fills ``row`` in place."""
+    step = _build_step(arch, size, mode, width=width, batch=batch, device=device)
+    timing = harness.time_calls(step, warmup=warmup, reps=iters, sync=harness.device_sync(device))
+    dt = timing.total_s
     reads = 5 if arch == "wgan-gp" else 1
-    row.update(seconds=round(dt, 4), iter_per_s=round(iters / dt, 3),
-               real_images_per_s=round(iters * batch * reads / dt, 1))
+    row.update(warmup_s=round(timing.warmup_s, 3), seconds=round(dt, 4), iter_per_s=round(iters / dt, 3),
+               real_images_per_s=round(iters * batch * reads / dt, 1), iter_s=harness.summarize(timing.samples))
 
 
-def run_benchmark(*, sizes: list[int], modes: list[str], width: int, batch: int, iters: int, warmup: int,
-                  device: str = "auto", time_limit: float | None = None,
-                  on_row: Callable[[dict], None] | None = None) -> dict[str, Any]:
-    """All rows plus metadata (torch version, device, threads); eager rows are the reference."""
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+def run_gan(cfg: GanConfig, on_row: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """All rows (``on_row`` is called after each) plus machine and conditions; eager rows are the reference."""
+    dev = cfg.torch_device()
     rows = []
     for a in ("dcgan", "wgan-gp"):
-        for s in sizes:
-            for m in modes:
-                rows.append(bench_one(a, s, m, width=width, batch=batch, iters=iters, warmup=warmup, device=dev,
-                                      time_limit=time_limit))
+        for s in cfg.sizes:
+            for m in cfg.modes:
+                rows.append(bench_one(a, s, m, width=cfg.width, batch=cfg.batch, iters=cfg.iters, warmup=cfg.warmup,
+                                      device=dev, time_limit=cfg.row_timeout))
                 if on_row is not None:
                     on_row(rows[-1])
     for r in rows:
-        ref = next((e for e in rows if e["arch"] == r["arch"] and e["size"] == r["size"] and e["mode"] == "eager"), None)
+        ref = next((e for e in rows if e["arch"] == r["arch"] and e["size"] == r["size"] and e["mode"] == "eager"),
+                   None)
         if ref and "iter_per_s" in ref and "iter_per_s" in r:
             r["speedup_vs_eager"] = round(r["iter_per_s"] / ref["iter_per_s"], 3)
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    meta = {"timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
-            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu,
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version()}
-    return {"benchmark": "gan", "meta": meta, "results": rows}
-
-
-@click.command(name="gan")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks/results/gan.json"), show_default=True)
-@click.option("--sizes", default="32,64", show_default=True, help="Comma-separated output sizes.")
-@click.option("--modes", default=None, help="Comma-separated from eager,compile,cudagraphs "
-              "(default: eager,compile plus cudagraphs on CUDA; --quick: eager).")
-@click.option("--width", type=int, default=64, show_default=True)
-@click.option("--batch", type=int, default=64, show_default=True)
-@click.option("--iters", type=int, default=5, show_default=True, help="Timed iterations per row.")
-@click.option("--warmup", type=int, default=2, show_default=True, help="Untimed iterations (compilation).")
-@click.option("--device", default="auto", show_default=True)
-@click.option("--row-timeout", type=float, default=900, show_default=True,
-              help="Seconds per row (warm-up included) before it is recorded as a RowTimeout error.")
-@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
-@click.option("--quick", is_flag=True, help="Tiny settings for tests: size 32, width 8, batch 8, 2+1 iterations.")
-def command(out, sizes, modes, width, batch, iters, warmup, device, row_timeout, threads, quick) -> None:
-    """Images/s of a GAN training step, eager vs torch.compile (and CUDA graphs on GPU)."""
-    if threads is not None:
-        torch.set_num_threads(threads)
-    size_list = [int(s) for s in str(sizes).split(",") if s.strip()]
-    if quick:
-        size_list, width, batch, iters, warmup = [32], 8, 8, 2, 1
-    if modes is None:
-        mode_list = ["eager"] if quick else ["eager", "compile"] + (["cudagraphs"] if torch.cuda.is_available() else [])
-    else:
-        mode_list = [m.strip() for m in modes.split(",") if m.strip()]
-        bad = [m for m in mode_list if m not in MODES]
-        if bad:
-            raise click.BadParameter(f"unknown mode {bad[0]!r}; expected one of {', '.join(MODES)}", param_hint="--modes")
-    def show(r: dict) -> None:
-        what = r.get("error") or (f"{r['iter_per_s']:.3f} it/s, {r['real_images_per_s']:.1f} real img/s "
-                                  f"(warmup {r['warmup_s']:.1f} s)")
-        click.echo(f"{r['arch']:8s} {r['size']:3d} {r['mode']:10s} {what}")
-
-    result = run_benchmark(sizes=size_list, modes=mode_list, width=width, batch=batch, iters=iters, warmup=warmup,
-                           device=device, time_limit=row_timeout, on_row=show)
-    atomic_write_json(out, result)
-    for r in result["results"]:
-        if "speedup_vs_eager" in r and r["mode"] != "eager":
-            click.echo(f"{r['arch']:8s} {r['size']:3d} {r['mode']:10s} ×{r['speedup_vs_eager']:.2f} vs eager")
-    click.echo(f"wrote {out}")
+    conditions = {"sizes": list(cfg.sizes), "modes": list(cfg.modes), "width": cfg.width, "batch": cfg.batch,
+                  "iters": cfg.iters, "warmup": cfg.warmup, "row_timeout_s": cfg.row_timeout, "quick": cfg.quick}
+    return harness.record("gan", harness.machine_info(dev), conditions, rows)

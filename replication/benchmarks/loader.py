@@ -1,30 +1,44 @@
-"""``spl bench loader``: images/s of reading + decoding + transforming shards vs loose JPEG files.
+"""Loader benchmark (``spl bench loader``): images/s of reading + decoding + transforming shards vs
+loose JPEG files.
 
 Both paths decode with OpenCV and apply the same Caffe train transform (random 224 crop of a
 256×256 image, flip, mean subtraction); only the storage differs. Synthetic photo-like images
 (smoothed noise, JPEG q95) are written once into a temporary folder, then each configuration is
-timed over full passes with ``DataLoader`` at 0, 1 and 2 workers.
+timed over full passes with ``DataLoader`` at 0, 1 and 2 workers, after one warm-up batch
+(worker start-up and first reads). ``images_per_s`` = images seen / total time of the passes.
 """
 from __future__ import annotations
 
-import json
-import os
-import platform
+import dataclasses
 import tempfile
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-import click
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from replication.benchmarks import harness
 from replication.data.dataset import ShardDataset
 from replication.data.shards import ShardWriter, encode_image
 from replication.data.sources import read_image
 from replication.data.transforms import CaffeTrainTransform
+
+
+@dataclasses.dataclass
+class LoaderConfig:
+    """What to measure; ``quick()`` gives the tiny settings the tests use."""
+
+    n: int = 512
+    size: int = 256
+    crop: int = 224
+    batch: int = 24
+    workers: tuple[int, ...] = (0, 1, 2)
+    passes: int = 2
+
+    @classmethod
+    def quick(cls, workers: tuple[int, ...] = (0, 1, 2)) -> LoaderConfig:
+        return cls(n=48, size=64, crop=56, workers=workers, passes=1)
 
 
 class LooseJpegDataset(Dataset):
@@ -50,66 +64,48 @@ def synthetic_photos(n: int, size: int, seed: int = 0) -> list[np.ndarray]:
     ]
 
 
-def _time_loader(dataset, workers: int, batch: int, passes: int) -> float:
+def _time_loader(dataset, workers: int, batch: int, passes: int) -> dict:
+    """One result row's timing: images/s over ``passes`` full passes, per-pass seconds summarised."""
     loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
                         persistent_workers=workers > 0, generator=torch.Generator().manual_seed(0))
     next(iter(loader))  # warm-up: worker start-up and first reads
-    start = time.perf_counter()
-    seen = 0
-    for _ in range(passes):
+    seen = [0]
+
+    def one_pass() -> None:
         for item in loader:
-            seen += (item[0] if isinstance(item, (list, tuple)) else item).shape[0]
-    return seen / (time.perf_counter() - start)
+            seen[0] += (item[0] if isinstance(item, (list, tuple)) else item).shape[0]
+
+    timing = harness.time_calls(one_pass, warmup=0, reps=passes)
+    return {"images_per_s": round(timing.rate(seen[0]), 1), "pass_s": harness.summarize(timing.samples)}
 
 
-def run_loader_benchmark(n: int = 512, size: int = 256, crop: int = 224, batch: int = 24,
-                         workers: tuple[int, ...] = (0, 1, 2), passes: int = 2) -> dict:
-    """Measure images/s for shards and loose JPEGs at each worker count; returns the result dict."""
-    transform = CaffeTrainTransform(crop=crop, load_size=size, flip=True)
+def _write_sets(tmp: Path, images: list[np.ndarray]) -> list[Path]:
+    """The same images as one shard set (``tmp/shards``) and as loose JPEG files (returned)."""
+    (tmp / "jpeg").mkdir()
+    files = []
+    with ShardWriter(tmp / "shards", dataset="bench", split="train", class_names=["a", "b", "c"],
+                     encoding="jpeg") as w:
+        for i, img in enumerate(images):
+            data = encode_image(img, "jpeg", 95)
+            w.add(encoded=data, label=[1, 0, 1], key=str(i))
+            files.append(tmp / "jpeg" / f"{i:06d}.jpg")
+            files[-1].write_bytes(data)
+    return files
+
+
+def run_loader(cfg: LoaderConfig) -> dict:
+    """Measure images/s for shards and loose JPEGs at each worker count; returns the result record."""
+    transform = CaffeTrainTransform(crop=cfg.crop, load_size=cfg.size, flip=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        images = synthetic_photos(n, size)
-        (tmp / "jpeg").mkdir()
-        files = []
-        with ShardWriter(tmp / "shards", dataset="bench", split="train", class_names=["a", "b", "c"],
-                         encoding="jpeg") as w:
-            for i, img in enumerate(images):
-                data = encode_image(img, "jpeg", 95)
-                w.add(encoded=data, label=[1, 0, 1], key=str(i))
-                files.append(tmp / "jpeg" / f"{i:06d}.jpg")
-                files[-1].write_bytes(data)
-        shard_ds = ShardDataset(tmp / "shards", transform)
-        loose_ds = LooseJpegDataset(files, transform)
-        for k in workers:
-            for name, ds in (("shards", shard_ds), ("loose-jpeg", loose_ds)):
-                rows.append({"storage": name, "workers": k, "images_per_s": round(_time_loader(ds, k, batch, passes), 1)})
-    return {
-        "benchmark": "loader",
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "opencv": cv2.__version__},
-        "conditions": {"images": n, "stored_size": size, "crop": crop, "batch": batch, "passes": passes,
-                       "jpeg_quality": 95, "transform": repr(transform)},
-        "results": rows,
-    }
-
-
-@click.command(name="loader")
-@click.option("--n", "n", type=int, default=512, show_default=True, help="Images in the synthetic set.")
-@click.option("--size", type=int, default=256, show_default=True)
-@click.option("--crop", type=int, default=224, show_default=True)
-@click.option("--workers", default="0,1,2", show_default=True, help="Comma-separated DataLoader worker counts.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks/results/loader.json"), show_default=True)
-@click.option("--quick", is_flag=True, help="A few images, one pass (for tests).")
-def command(n, size, crop, workers, out, quick) -> None:
-    """Images/s for shards vs loose JPEG files at 0, 1, 2 DataLoader workers (JSON)."""
-    kw = dict(n=n, size=size, crop=crop, workers=tuple(int(w) for w in workers.split(",")))
-    if quick:
-        kw.update(n=48, size=64, crop=56, passes=1)
-    result = run_loader_benchmark(**kw)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    for row in result["results"]:
-        click.echo(f"{row['storage']:>10}  workers={row['workers']}  {row['images_per_s']:8.1f} img/s")
-    click.echo(f"wrote {out}")
+        files = _write_sets(tmp, synthetic_photos(cfg.n, cfg.size))
+        datasets = (("shards", ShardDataset(tmp / "shards", transform)),
+                    ("loose-jpeg", LooseJpegDataset(files, transform)))
+        for k in cfg.workers:
+            for name, ds in datasets:
+                rows.append({"storage": name, "workers": k, **_time_loader(ds, k, cfg.batch, cfg.passes)})
+    conditions = {"images": cfg.n, "stored_size": cfg.size, "crop": cfg.crop, "batch": cfg.batch,
+                  "passes": cfg.passes, "jpeg_quality": 95, "transform": repr(transform),
+                  "opencv": cv2.__version__}
+    return harness.record("loader", harness.machine_info("cpu"), conditions, rows)

@@ -1,26 +1,24 @@
-"""``spl bench metrics``: the full SRN metric suite, vectorised vs a straightforward Python reference.
+"""Metrics benchmark (``spl bench metrics``): the full SRN metric suite, vectorised vs a
+straightforward Python reference.
 
 Both run in the same process on the same random scores (default 40,504×80, MS-COCO val's size):
 ``replication.metrics.evaluate(..., top3="both")`` against :func:`reference_evaluate`, a literal
 per-class transcription of SRN's MATLAB (``AP_VOC.m`` with its loops, ``precision_recall_f1.m``)
 plus a per-image Top-3 loop. The two results must agree (max |difference| ≤ 1e-6 percentage
 points) or the benchmark fails; speed is recorded, never asserted. Goal: under 1 s on one core.
+The vectorised suite is timed ``repeats`` times without a warm-up call (the median absorbs the
+first, slower call); the reference once.
 """
 from __future__ import annotations
 
-import os
-import platform
-import statistics
+import dataclasses
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 
+from replication.benchmarks import harness
 from replication.errors import ReplicationError
-from replication.io_utils import atomic_write_json
 from replication.metrics import evaluate, sigmoid
 
 _EPS = float(np.finfo(np.float64).eps)
@@ -116,14 +114,33 @@ def random_problem(n: int, c: int, seed: int = 0, labels_per_image: float = 2.9)
     return logits, labels
 
 
-def run_metrics_benchmark(n: int = 40504, c: int = 80, seed: int = 0, repeats: int = 5) -> dict[str, Any]:
-    """Time ``evaluate(top3="both")`` (median of ``repeats``) and the reference (once); check they agree."""
-    logits, labels = random_problem(n, c, seed)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fast = evaluate(logits, labels, top3="both")
-        times.append(time.perf_counter() - start)
+@dataclasses.dataclass
+class MetricsConfig:
+    """Problem size and repetitions; ``quick()`` gives the tiny settings the tests use."""
+
+    n: int = 40504
+    c: int = 80
+    seed: int = 0
+    repeats: int = 5
+
+    @classmethod
+    def quick(cls, seed: int = 0) -> MetricsConfig:
+        return cls(n=500, c=20, seed=seed, repeats=1)
+
+
+def _timing_row(implementation: str, samples: list[float]) -> dict[str, Any]:
+    s = harness.summarize(samples)
+    return {"implementation": implementation, "median_s": s["median"], "p20_s": s["p20"], "p80_s": s["p80"],
+            "min_s": s["min"], "times_s": [round(t, 4) for t in samples]}
+
+
+def run_metrics(cfg: MetricsConfig) -> dict[str, Any]:
+    """Time ``evaluate(top3="both")`` (``repeats`` runs) and the reference (once); check they agree."""
+    logits, labels = random_problem(cfg.n, cfg.c, cfg.seed)
+    box: dict[str, Any] = {}
+    timing = harness.time_calls(lambda: box.update(fast=evaluate(logits, labels, top3="both")),
+                                warmup=0, reps=cfg.repeats)
+    fast = box["fast"]
     probs = sigmoid(logits)
     start = time.perf_counter()
     ref = reference_evaluate(probs, labels)
@@ -131,43 +148,11 @@ def run_metrics_benchmark(n: int = 40504, c: int = 80, seed: int = 0, repeats: i
     diff = max(abs(fast[k] - ref[k]) for k in ref)
     if sorted(fast) != sorted(ref) or not diff <= 1e-6:
         raise ReplicationError(f"metrics benchmark: vectorised and reference results differ (max |Δ| = {diff})")
-    median = statistics.median(times)
-    return {
-        "benchmark": "metrics",
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                    "python": platform.python_version(), "numpy": np.__version__},
-        "conditions": {"images": n, "classes": c, "seed": seed, "repeats": repeats, "convention": "srn",
-                       "top3": "both", "scores": "float32 logits, sigmoid in float32",
-                       "labels_per_image": round(float(labels.sum(1).mean()), 3)},
-        "results": [
-            {"implementation": "vectorised", "median_s": round(median, 4), "min_s": round(min(times), 4),
-             "times_s": [round(t, 4) for t in times]},
-            {"implementation": "python-reference", "median_s": round(ref_time, 4), "min_s": round(ref_time, 4),
-             "times_s": [round(ref_time, 4)]},
-        ],
-        "speedup": round(ref_time / median, 1),
-        "goal_s": 1.0,
-        "meets_goal": median < 1.0,
-        "max_abs_diff_percent": diff,
-        "metrics": fast,
-    }
-
-
-@click.command(name="metrics")
-@click.option("--n", "n", type=int, default=40504, show_default=True, help="Images (rows).")
-@click.option("--c", "c", type=int, default=80, show_default=True, help="Classes (columns).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--repeats", type=int, default=5, show_default=True, help="Timed runs of the vectorised suite.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("benchmarks/results/metrics.json"), show_default=True)
-@click.option("--quick", is_flag=True, help="500×20, one repeat (for tests).")
-def command(n: int, c: int, seed: int, repeats: int, out: Path, quick: bool) -> None:
-    """Full SRN metric suite (both Top-3 rules): vectorised vs Python reference, JSON result."""
-    if quick:
-        n, c, repeats = 500, 20, 1
-    result = run_metrics_benchmark(n=n, c=c, seed=seed, repeats=repeats)
-    atomic_write_json(out, result)
-    for row in result["results"]:
-        click.echo(f"{row['implementation']:>16}  {n}x{c}  median {row['median_s']:.4f} s")
-    click.echo(f"speed-up {result['speedup']}x, max |diff| {result['max_abs_diff_percent']:.2e} pp; wrote {out}")
+    median = harness.percentile(timing.samples, 50)
+    conditions = {"images": cfg.n, "classes": cfg.c, "seed": cfg.seed, "repeats": cfg.repeats, "convention": "srn",
+                  "top3": "both", "scores": "float32 logits, sigmoid in float32",
+                  "labels_per_image": round(float(labels.sum(1).mean()), 3)}
+    rows = [_timing_row("vectorised", timing.samples), _timing_row("python-reference", [ref_time])]
+    return harness.record("metrics", harness.machine_info("cpu"), conditions, rows,
+                          speedup=round(ref_time / median, 1), goal_s=1.0, meets_goal=median < 1.0,
+                          max_abs_diff_percent=diff, metrics=fast)

@@ -1,49 +1,58 @@
-"""``spl bench train``: images/s of one classifier training step, synthetic tensors vs the shard loader.
+"""Train benchmark (``spl bench train``): images/s of one classifier training step, synthetic tensors
+vs the shard loader.
 
 A step is exactly the training loop's: forward (optionally bf16 autocast, channels_last,
-``torch.compile``), the SPEC §6 loss from ``kernels.weighted_soft_cross_entropy`` in float32,
+``torch.compile``), the loss of docs/classifier.md (``kernels.weighted_soft_cross_entropy``, float32),
 backward, SGD (momentum 0.9, weight decay) step. Cases:
 
 * ``embedded``: ``preact_resnet_small`` on 28×28 crops of 32×32 PNG shards (batch 64);
 * ``r101``: pre-activation ResNet-101 on 224×224 crops of 256×256 JPEG shards, at batch 24 and —
-  on CUDA — at the largest power-of-two multiple of 24 that fits (``--max-batch``); on CPU a
-  reduced case (``--cpu-r101-size``, default 112, batch 4), since full R101 steps take seconds.
+  on CUDA — at the largest power-of-two multiple of 24 that fits (``max_batch``); on CPU a
+  reduced case (``cpu_r101_size``, default 112, batch 4), since full R101 steps take seconds.
 
 Modes: ``eager`` (float32, NCHW), ``cl+amp`` (channels_last + bf16 autocast; CUDA only unless
-``--cpu-amp``), ``compile`` (``torch.compile`` of the cl+amp model; CUDA only unless
-``--cpu-compile``). Each (case, batch, mode) is timed with synthetic device tensors and with the
-shard loader (``ShardDataset`` + ``DataLoader``, ``--workers``) feeding it; the JSON records both
-and the loader/synthetic ratio. Speed is reported, never asserted.
+``cpu_amp``), ``compile`` (``torch.compile`` of the cl+amp model; CUDA only unless ``cpu_compile``).
+Each (case, batch, mode) is timed (:func:`replication.benchmarks.harness.time_calls`: warm-up steps,
+then timed steps, device synchronised after each) with synthetic device tensors and with the shard
+loader (``ShardDataset`` + ``DataLoader``, ``workers``) feeding it; the record holds both and the
+loader/synthetic ratio. Speed is reported, never asserted.
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
-import platform
 import tempfile
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-import click
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from kernels import last_backend
+from replication.benchmarks import harness
 from replication.data.dataset import ShardDataset
 from replication.data.shards import ShardWriter
 from replication.data.transforms import CaffeTrainTransform
 from replication.models import build_model
-from replication.train import load_train_config
+from replication.training.config import load_train_config
 from replication.training.loop import compute_loss
 
 C = 80
 
 
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
+@dataclasses.dataclass
+class TrainBenchConfig:
+    """What to measure; ``None`` fields take the device-dependent defaults of :func:`run_train`."""
+
+    device: str | None = None
+    quick: bool = False
+    workers: int | None = None
+    max_batch: int = 768
+    cpu_r101_size: int = 112
+    cpu_amp: bool = False
+    cpu_compile: bool = False
+    steps: int | None = None
 
 
 def _write_shards(path: Path, n: int, size: int, encoding: str, classes: int, seed: int = 0) -> Path:
@@ -91,17 +100,12 @@ def _time_synthetic(step: _Step, batch: int, crop: int, classes: int, warmup: in
     x = (torch.rand(batch, 3, crop, crop, generator=g) * 255 - 117).to(step.dev)
     y = (torch.rand(batch, classes, generator=g) < 0.3).float().to(step.dev)
     w = torch.ones(batch, device=step.dev)
-    for _ in range(warmup):
-        step(x, y, w)
-    _sync(step.dev)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step(x, y, w)
-    _sync(step.dev)
-    return batch * steps / (time.perf_counter() - t0)
+    timing = harness.time_calls(lambda: step(x, y, w), warmup=warmup, reps=steps, sync=harness.device_sync(step.dev))
+    return timing.rate(batch * steps)
 
 
-def _time_loader(step: _Step, shards: Path, batch: int, crop: int, load: int, workers: int, warmup: int, steps: int) -> float:
+def _time_loader(step: _Step, shards: Path, batch: int, crop: int, load: int, workers: int, warmup: int,
+                 steps: int) -> float:
     ds = ShardDataset(shards, CaffeTrainTransform(crop, load, flip=True))
     sampler = torch.utils.data.RandomSampler(ds, replacement=True, num_samples=batch * (warmup + steps),
                                              generator=torch.Generator().manual_seed(0))
@@ -109,14 +113,9 @@ def _time_loader(step: _Step, shards: Path, batch: int, crop: int, load: int, wo
                         pin_memory=step.dev.type == "cuda", persistent_workers=False,
                         prefetch_factor=4 if workers else None)
     it = iter(loader)
-    for _ in range(warmup):
-        step(*next(it))
-    _sync(step.dev)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step(*next(it))
-    _sync(step.dev)
-    return batch * steps / (time.perf_counter() - t0)
+    timing = harness.time_calls(lambda: step(*next(it)), warmup=warmup, reps=steps,
+                                sync=harness.device_sync(step.dev))
+    return timing.rate(batch * steps)
 
 
 def _largest_batch(name: str, classes: int, dev: torch.device, crop: int, start: int, limit: int) -> int:
@@ -131,93 +130,67 @@ def _largest_batch(name: str, classes: int, dev: torch.device, crop: int, start:
         except torch.cuda.OutOfMemoryError:
             break
         finally:
-            step = None  # noqa: F841
+            step = None
             torch.cuda.empty_cache()
     return best
 
 
-def run_train_benchmark(*, device: str | None = None, quick: bool = False, workers: int | None = None,
-                        max_batch: int = 768, cpu_r101_size: int = 112, cpu_amp: bool = False,
-                        cpu_compile: bool = False, steps: int | None = None) -> dict:
-    """Time the cases, modes and feeds described in the module docstring; return the result dict."""
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    on_cuda = dev.type == "cuda"
-    workers = workers if workers is not None else min(8, os.cpu_count() or 1)
-    modes = ["eager"] + (["cl+amp"] if on_cuda or cpu_amp else []) + (["compile"] if on_cuda or cpu_compile else [])
-    if quick:
-        modes, workers = ["eager"], 0
-    n_steps = steps or (2 if quick else 20 if on_cuda else 5)
-    warmup = 1 if quick else 5 if on_cuda else 2
+def _cases(cfg: TrainBenchConfig, on_cuda: bool) -> list[dict]:
     cases = [dict(case="embedded", model="preact_resnet_small", crop=28, load=32, encoding="png", classes=10,
-                  batches=[8 if quick else 64])]
+                  batches=[8 if cfg.quick else 64])]
     if on_cuda:
         cases.append(dict(case="r101", model="preact_resnet101", crop=224, load=256, encoding="jpeg", classes=C,
                           batches=[24, "max"]))
     else:
-        size = 32 if quick else cpu_r101_size
+        size = 32 if cfg.quick else cfg.cpu_r101_size
         cases.append(dict(case="r101-reduced", model="preact_resnet101", crop=size, load=size + size // 7,
-                          encoding="jpeg", classes=C, batches=[2 if quick else 4]))
+                          encoding="jpeg", classes=C, batches=[2 if cfg.quick else 4]))
+    return cases
+
+
+def _measure(case: dict, shards: Path, batch: int, mode: str, dev: torch.device, row: dict) -> None:
+    """Fill ``row`` with the synthetic and loader-fed images/s of one (case, batch, mode), or an OOM error."""
+    step = None
+    try:
+        step = _Step(case["model"], case["classes"], dev, mode)
+        args = (row["warmup"], row["steps"])
+        row["synthetic_images_per_s"] = round(_time_synthetic(step, batch, case["crop"], case["classes"], *args), 1)
+        row["loader_images_per_s"] = round(
+            _time_loader(step, shards, batch, case["crop"], case["load"], row["workers"], *args), 1)
+        row["loader_fraction"] = round(row["loader_images_per_s"] / row["synthetic_images_per_s"], 3)
+    except torch.cuda.OutOfMemoryError:
+        row["error"] = "out of memory"
+    finally:
+        del step  # free the model before emptying the CUDA cache
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def run_train(cfg: TrainBenchConfig) -> dict:
+    """Time the cases, modes and feeds described in the module docstring; returns the result record."""
+    dev = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    on_cuda = dev.type == "cuda"
+    workers = cfg.workers if cfg.workers is not None else min(8, os.cpu_count() or 1)
+    modes = (["eager"] + (["cl+amp"] if on_cuda or cfg.cpu_amp else [])
+             + (["compile"] if on_cuda or cfg.cpu_compile else []))
+    if cfg.quick:
+        modes, workers = ["eager"], 0
+    n_steps = cfg.steps or (2 if cfg.quick else 20 if on_cuda else 5)
+    warmup = 1 if cfg.quick else 5 if on_cuda else 2
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for case in cases:
-            n_images = max(256, 4 * 24) if not quick else 32
+        for case in _cases(cfg, on_cuda):
+            n_images = 32 if cfg.quick else max(256, 4 * 24)
             shards = _write_shards(Path(tmp) / case["case"], n_images, case["load"], case["encoding"], case["classes"])
-            batches = [b if b != "max" else _largest_batch(case["model"], case["classes"], dev, case["crop"], 24, max_batch)
+            batches = [b if b != "max" else
+                       _largest_batch(case["model"], case["classes"], dev, case["crop"], 24, cfg.max_batch)
                        for b in case["batches"]]
             for batch in dict.fromkeys(batches):
                 for mode in modes:
                     row = dict(case=case["case"], model=case["model"], input=case["crop"], batch=batch, mode=mode,
                                device=str(dev), steps=n_steps, warmup=warmup, workers=workers)
-                    try:
-                        step = _Step(case["model"], case["classes"], dev, mode)
-                        row["synthetic_images_per_s"] = round(_time_synthetic(step, batch, case["crop"], case["classes"], warmup, n_steps), 1)
-                        row["loader_images_per_s"] = round(_time_loader(step, shards, batch, case["crop"], case["load"], workers, warmup, n_steps), 1)
-                        row["loader_fraction"] = round(row["loader_images_per_s"] / row["synthetic_images_per_s"], 3)
-                    except torch.cuda.OutOfMemoryError:
-                        row["error"] = "out of memory"
-                    finally:
-                        step = None
-                        if on_cuda:
-                            torch.cuda.empty_cache()
+                    _measure(case, shards, batch, mode, dev, row)
                     rows.append(row)
-    from kernels import last_backend
-
-    return {
-        "benchmark": "train",
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads(),
-                    "gpu": torch.cuda.get_device_name(dev) if on_cuda else None},
-        "conditions": {"quick": quick, "loss_backend": last_backend(), "optimizer": "SGD momentum 0.9 wd 1e-4",
-                       "amp_dtype": "bfloat16"},
-        "results": rows,
-    }
-
-
-@click.command(name="train")
-@click.option("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available).")
-@click.option("--workers", type=int, default=None, help="DataLoader workers for the loader-fed runs (default min(8, CPUs)).")
-@click.option("--max-batch", type=int, default=768, show_default=True, help="Upper bound of the largest-batch search (CUDA).")
-@click.option("--cpu-r101-size", type=int, default=112, show_default=True, help="Input side of the reduced CPU R101 case.")
-@click.option("--cpu-amp", is_flag=True, help="Also time channels_last + bf16 autocast on CPU.")
-@click.option("--cpu-compile", is_flag=True, help="Also time torch.compile on CPU (slow to compile).")
-@click.option("--steps", type=int, default=None, help="Timed steps per configuration.")
-@click.option("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice).")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks/results/train.json"), show_default=True)
-@click.option("--quick", is_flag=True, help="Tiny sizes, eager only, no workers (for tests).")
-def command(device, workers, max_batch, cpu_r101_size, cpu_amp, cpu_compile, steps, threads, out, quick) -> None:
-    """Images/s of one training step (embedded model, R101): eager vs channels_last+AMP vs compile,
-    synthetic tensors vs the shard loader (JSON)."""
-    if threads:
-        torch.set_num_threads(threads)
-    result = run_train_benchmark(device=device, quick=quick, workers=workers, max_batch=max_batch,
-                                 cpu_r101_size=cpu_r101_size, cpu_amp=cpu_amp, cpu_compile=cpu_compile, steps=steps)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    for r in result["results"]:
-        if "error" in r:
-            click.echo(f"{r['case']:>14} b={r['batch']:<4} {r['mode']:>8}  {r['error']}")
-        else:
-            click.echo(f"{r['case']:>14} b={r['batch']:<4} {r['mode']:>8}  synthetic {r['synthetic_images_per_s']:9.1f} img/s"
-                       f"  loader {r['loader_images_per_s']:9.1f} img/s  ({100 * r['loader_fraction']:.0f}%)")
-    click.echo(f"wrote {out}")
+    conditions = {"quick": cfg.quick, "loss_backend": last_backend(), "optimizer": "SGD momentum 0.9 wd 1e-4",
+                  "amp_dtype": "bfloat16", "modes": modes, "steps": n_steps, "warmup": warmup, "workers": workers}
+    return harness.record("train", harness.machine_info(dev), conditions, rows)

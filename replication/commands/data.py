@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
-from replication.data.build import BAD_IMAGE_POLICIES, build_shards, summarize
+from replication.data.build import build_shards, summarize
 from replication.data.shards import verify_shard_set
 from replication.data.sources import SOURCES, SPLITS
+from replication.vocabulary import BAD_IMAGE_POLICIES
 
 
 @click.group(name="data")
@@ -19,12 +20,15 @@ def command() -> None:
 
 @command.command("build")
 @click.argument("source", type=click.Choice(sorted(SOURCES)))
-@click.option("--root", type=click.Path(path_type=Path), default=None, help="Raw dataset folder (not needed for digits-mosaic).")
+@click.option("--root", type=click.Path(path_type=Path), default=None,
+              help="Raw dataset folder (not needed for digits-mosaic).")
 @click.option("--split", type=click.Choice(SPLITS), required=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output shard-set folder.")
-@click.option("--size", type=int, default=None, help="Stored side in pixels (default: 256 for photos, 32 for digits-mosaic).")
+@click.option("--size", type=int, default=None,
+              help="Stored side in pixels (default: 256 for photos, 32 for digits-mosaic).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--tiny", is_flag=True, help="A small split for tests: 240/120 canvases for digits-mosaic, the first 64 records otherwise.")
+@click.option("--tiny", is_flag=True,
+              help="A small split for tests: 240/120 canvases for digits-mosaic, the first 64 records otherwise.")
 @click.option("--image-dir", default=None, help="wider-attribute only: image folder under --root (default: Image).")
 @click.option("--on-bad-image", type=click.Choice(BAD_IMAGE_POLICIES), default="stop", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing complete shard set.")
@@ -64,7 +68,8 @@ def verify_cmd(path: Path) -> None:
 
 def _print_summary(s: dict) -> None:
     click.echo(f"{s['path']}: {s['dataset']} / {s['split']}")
-    click.echo(f"  records      {s['records']} in {s['shards']} shard(s), {s['encoding']}, image {tuple(s['image_shape'])}")
+    click.echo(f"  records      {s['records']} in {s['shards']} shard(s), {s['encoding']}, "
+               f"image {tuple(s['image_shape'])}")
     click.echo(f"  classes      {s['num_classes']} ({s['label_kind']} labels)")
     if s.get("labelled"):
         click.echo(f"  labels/image {s['labels_per_image']:.2f}   images without labels: {s['images_without_labels']}")

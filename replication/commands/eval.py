@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -18,26 +17,9 @@ import click
 import numpy as np
 
 from replication.io_utils import atomic_write_json
-from replication.metrics import PRESETS, MetricInputError, MetricsResult, evaluate_full
-
-
-def load_predictions(path: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None, str]:
-    """Read ``(scores, labels, class_names or None, scores_are)`` from a predictions ``.npz``."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise MetricInputError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})".splitlines()[0]) from None
-    if "logits" in arrays:
-        scores, scores_are = arrays["logits"], "logits"
-    elif "probs" in arrays:
-        scores, scores_are = arrays["probs"], "probs"
-    else:
-        raise MetricInputError(f"{path}: no 'logits' (or 'probs') array; has {sorted(arrays)}")
-    if "labels" not in arrays:
-        raise MetricInputError(f"{path}: no 'labels' array; has {sorted(arrays)}")
-    names = [str(n) for n in arrays["class_names"].tolist()] if "class_names" in arrays else None
-    return scores, arrays["labels"], names, scores_are
+from replication.metrics import MetricInputError, MetricsResult, evaluate_full
+from replication.predictions import load_predictions
+from replication.vocabulary import BASE_METRICS, CONVENTIONS, TOP3_CHOICES
 
 
 def _parse_overrides(items: tuple[str, ...]) -> dict[str, Any]:
@@ -81,7 +63,7 @@ def result_to_json(result: MetricsResult, *, preds: Path, n: int, class_names: l
 
 def format_table(summary: dict[str, float]) -> str:
     """The paper's layout: one row for all predictions and one per Top-3 rule, values ×100 to one decimal."""
-    columns = ["mAP", "F1-C", "P-C", "R-C", "F1-O", "P-O", "R-O"]
+    columns = list(BASE_METRICS)
     rows: dict[str, dict[str, float]] = {}
     for key, value in summary.items():
         prefix, _, name = key.rpartition("/")
@@ -97,9 +79,9 @@ def format_table(summary: dict[str, float]) -> str:
 @click.command(name="eval")
 @click.option("--preds", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help=".npz with logits (or probs), labels and optionally class_names.")
-@click.option("--convention", type=click.Choice(list(PRESETS)), default="srn", show_default=True,
+@click.option("--convention", type=click.Choice(list(CONVENTIONS)), default="srn", show_default=True,
               help="Metric convention preset (see docs/metrics.md).")
-@click.option("--top3", type=click.Choice(["pure", "thresholded", "both", "none"]), default="pure",
+@click.option("--top3", type=click.Choice(list(TOP3_CHOICES)), default="pure",
               show_default=True, help="Top-3 rule for the top3/… columns.")
 @click.option("--set", "overrides", multiple=True, metavar="SWITCH=VALUE",
               help="Override one convention switch, e.g. --set ap=noninterpolated (repeatable).")
@@ -111,7 +93,8 @@ def format_table(summary: dict[str, float]) -> str:
 def command(preds: Path, convention: str, top3: str, overrides: tuple[str, ...], label_kind: str,
             json_out: Path | None, plot_out: Path | None) -> None:
     """Compute mAP, F1/P/R (per class and overall) and Top-3 metrics from a predictions .npz."""
-    scores, labels, names, scores_are = load_predictions(preds)
+    loaded = load_predictions(preds)
+    scores, labels, names, scores_are = loaded.scores, loaded.labels, loaded.class_names, loaded.scores_are
     wider = {"auto": "auto", "binary": False, "wider": True}[label_kind]
     try:
         result = evaluate_full(scores, labels, convention=convention, top3=top3, scores_are=scores_are,
@@ -126,7 +109,7 @@ def command(preds: Path, convention: str, top3: str, overrides: tuple[str, ...],
         atomic_write_json(json_out, result_to_json(result, preds=preds, n=labels.shape[0], class_names=names))
         click.echo(f"wrote {json_out}")
     if plot_out is not None:
-        from replication.plots import plot_per_class_ap
+        from replication.plots import plot_per_class_ap  # loads Matplotlib: only when --plot is given
 
         plot_per_class_ap(result.per_class["AP"], names, plot_out,
                           title=f"Per-class AP ({convention}), mAP {result.summary['mAP']:.1f}")

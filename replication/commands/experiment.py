@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from replication.experiment import load_spec, plan_experiment, run_experiment
+from replication.experiments.runner import plan_experiment, run_experiment
+from replication.experiments.spec import load_spec
 
 
 @click.group(name="experiment")
@@ -29,7 +30,8 @@ def _common(f):
 @command.command("run")
 @_common
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def run_cmd(spec: Path, data_root: Path | None, seeds: int, only: tuple[str, ...], runs: Path, no_progress: bool) -> None:
+def run_cmd(spec: Path, data_root: Path | None, seeds: int, only: tuple[str, ...], runs: Path,
+            no_progress: bool) -> None:
     """Run every step of SPEC that is not done yet; then `spl tables render SPEC` shows the table."""
     t0 = time.perf_counter()
     result = run_experiment(load_spec(spec), runs=runs, data_root=data_root, seeds=seeds, only=only,

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import click
 
-from gan_tf_port import ARCHS
-from replication.gan import GAN_PRESETS, load_gan_config, sample_gan, train_gan
+from replication.gan.config import list_gan_presets, load_gan_config
+from replication.gan.run import sample_gan, train_gan
+from replication.vocabulary import GENERATORS
 
 
 @click.group(name="gan")
@@ -23,12 +24,13 @@ def command() -> None:
 
 
 @command.command("train")
-@click.option("--arch", type=click.Choice(ARCHS), default=None, help="GAN (required unless --preset sets it).")
-@click.option("--preset", type=click.Choice(sorted(GAN_PRESETS)), default=None,
+@click.option("--arch", type=click.Choice(GENERATORS), default=None, help="GAN (required unless --preset sets it).")
+@click.option("--preset", type=click.Choice(list_gan_presets()), default=None,
               help="Start from a named preset (paper-*: 64x64 width 64, 1,000 epochs; embedded-*: 32x32 width 32).")
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Training shard set (real images).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory.")
-@click.option("--epochs", type=int, default=None, help="Epochs in the repository's definition (default: DCGAN 25, WGAN-GP 50).")
+@click.option("--epochs", type=int, default=None,
+              help="Epochs in the repository's definition (default: DCGAN 25, WGAN-GP 50).")
 @click.option("--size", type=int, default=None, help="Output side, e.g. 32 or 64 (default 64).")
 @click.option("--width", type=int, default=None, help="gf_dim = df_dim (default 64).")
 @click.option("--batch", type=int, default=None, help="Batch size (default 64).")
@@ -37,7 +39,8 @@ def command() -> None:
 @click.option("--max-iters", type=int, default=None, help="Stop after this many iterations (resume later).")
 @click.option("--device", default=None, help="auto (default), cpu, cuda, cuda:N.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any GanTrainConfig field, e.g. minmax_stretch=true.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Any GanTrainConfig field, e.g. minmax_stretch=true.")
 @click.option("--resume", is_flag=True, help="Continue the checkpoint in --out (exactly).")
 def train_cmd(arch, preset, data, out, epochs, size, width, batch, seed, flip, max_iters, device, threads, sets,
               resume) -> None:
@@ -52,15 +55,9 @@ def train_cmd(arch, preset, data, out, epochs, size, width, batch, seed, flip, m
     overrides.extend(sets)
     if preset is None and arch is None and not any(s.startswith("arch=") for s in sets):
         raise click.UsageError("give --arch (dcgan or wgan-gp) or --preset")
-    cfg = load_gan_config(preset, overrides) if preset else _from_defaults(overrides)
+    cfg = load_gan_config(preset if preset else {}, overrides)
     run = train_gan(cfg, resume=resume)
     click.echo(str(run))
-
-
-def _from_defaults(overrides: list[str]):
-    from replication.gan import gan_config_from_dict, parse_overrides
-
-    return gan_config_from_dict(parse_overrides(overrides))
 
 
 @command.command("sample")

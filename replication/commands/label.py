@@ -1,11 +1,15 @@
-"""``spl label assign``: label generated images with random, pseudo, smooth or SPL (SPEC §5)."""
+"""``spl label assign``: label generated images with random, pseudo, smooth or SPL.
+
+See paper §2.3, Eqs. (1)–(2); docs/labeling.md#label-rules.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
 
-from replication.labeling import RULES, SPL_INPUTS, assign_label_file
+from replication.labeling import assign_label_file
+from replication.vocabulary import RULES, SPL_INPUTS
 
 
 @click.group(name="label")

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import click
 
-from replication.train import list_presets, load_train_config, train
+from replication.training.config import list_presets, load_train_config
+from replication.training.loop import train
 
 
 @click.command(name="train")
 @click.option("--config", "config", default=None,
-              help=f"Preset name ({', '.join(list_presets())}) or YAML file. With --resume it defaults to RUN_DIR/config.yaml.")
+              help=f"Preset name ({', '.join(list_presets())}) or YAML file. "
+                   "With --resume it defaults to RUN_DIR/config.yaml.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config key, e.g. --set epochs=3 --set data.train=shards/train (repeatable).")
 @click.option("--pretrained", type=click.Path(path_type=Path), default=None,

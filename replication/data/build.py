@@ -1,8 +1,9 @@
 """Build a shard set from a raw dataset split (``spl data build``), and summarise one (``spl data info``).
 
-Images are stored as Caffe stored them (SPEC §3): resized to ``size``×``size`` at build time
-(``convert_imageset --resize_height --resize_width``, i.e. ``cv::resize`` with bilinear
-interpolation, aspect ratio not kept), then encoded (JPEG q95 for photos, PNG for small images).
+Images are stored as Caffe stored them (docs/datasets.md#stored-size-and-transforms): resized to
+``size``×``size`` at build time (``convert_imageset --resize_height --resize_width``, i.e. ``cv::resize``
+with bilinear interpolation, aspect ratio not kept), then encoded (JPEG q95 for photos, PNG for small
+images).
 """
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from tqdm.auto import tqdm
 from replication.data.shards import SOURCE_REAL, ShardSet, ShardWriter, is_shard_set
 from replication.data.sources import open_source
 from replication.errors import BadImageError, DataSourceError
+from replication.vocabulary import BAD_IMAGE_POLICIES
 
 log = logging.getLogger(__name__)
-BAD_IMAGE_POLICIES = ("stop", "skip")
 
 
 def resize_square(image: np.ndarray, size: int) -> np.ndarray:

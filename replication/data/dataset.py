@@ -3,13 +3,13 @@
 Items are ``(image, target, weight)``: the transformed image (float32 C×H×W), the target vector
 (float32, C — WIDER's −1/0/1 kept as stored; generated images take their row of the label
 file) and the per-sample loss weight (1 for real images, λ = ``generated_weight`` for generated
-ones, SPEC §6). Real records come first (indices ``0 … N−1``), then generated ones; the sampler
+ones, docs/labeling.md#loss). Real records come first (indices ``0 … N−1``), then generated ones; the sampler
 shuffles them together, with no fixed per-batch ratio (as LSRO).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch

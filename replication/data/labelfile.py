@@ -1,6 +1,6 @@
 """Label files: soft/hard label vectors for a *generated* shard set, stored apart from its pixels.
 
-One set of generated images serves all four labeling rules (SPEC §3, §5): each rule writes a
+One set of generated images serves all four labeling rules (docs/datasets.md#label-files): each rule writes a
 small HDF5 file holding ``labels`` (M×C float32) and, as attributes, the content hash of the
 generated shard set it labels, the rule and its parameters. Reading checks the hash, the row
 count and the class count, and refuses a mismatch with a one-line error naming the file.

@@ -1,4 +1,4 @@
-"""HDF5 shard sets: an LMDB-like store of encoded images with labels beside the pixels (SPEC §3).
+"""HDF5 shard sets: an LMDB-like store of encoded images with labels beside the pixels (docs/datasets.md#shard-sets).
 
 A shard set is a folder holding ``manifest.json`` and HDF5 files ``part-00000.h5 …`` with a
 fixed number of records each. Per shard, one row per record:
@@ -21,9 +21,9 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import cv2
 import h5py
@@ -92,7 +92,7 @@ class ShardItem:
 
 
 class ShardWriter:
-    """Write records into a new shard set at ``out_dir`` (SPEC §3).
+    """Write records into a new shard set at ``out_dir`` (docs/datasets.md#shard-sets).
 
     Use as a context manager; on a clean exit the manifest is written last, on an exception
     the partially written folder is removed. An existing folder *without* a manifest is a
@@ -227,7 +227,7 @@ class ShardWriter:
         self._closed = True
         shutil.rmtree(self.out_dir, ignore_errors=True)
 
-    def __enter__(self) -> "ShardWriter":
+    def __enter__(self) -> ShardWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -319,7 +319,7 @@ class ShardSet:
         shard = int(np.searchsorted(self._starts, index, side="right") - 1)
         return shard, index - int(self._starts[shard])
 
-    def _handle(self, shard: int) -> "_OpenShard":
+    def _handle(self, shard: int) -> _OpenShard:
         pid = os.getpid()
         if self._pid != pid:  # first use in this process (e.g. a forked DataLoader worker)
             self._handles = {}
@@ -412,7 +412,8 @@ def verify_shard_set(path: str | os.PathLike) -> list[str]:
             with h5py.File(p, "r") as f:
                 for name in ("images", "labels", "keys", "source"):
                     if f[name].shape[0] != s["count"]:
-                        problems.append(f"{p}: dataset {name!r} has {f[name].shape[0]} rows, manifest says {s['count']}")
+                        problems.append(f"{p}: dataset {name!r} has {f[name].shape[0]} rows, "
+                                        f"manifest says {s['count']}")
                 if f["labels"].ndim != 2 or f["labels"].shape[1] != c:
                     problems.append(f"{p}: labels have shape {f['labels'].shape}, expected (N, {c})")
         except (OSError, KeyError) as e:

@@ -1,4 +1,6 @@
-"""Caffe-faithful image transforms (SPEC §3), as small callables on BGR uint8 arrays.
+"""Caffe-faithful image transforms, as small callables on BGR uint8 arrays.
+
+See docs/datasets.md#stored-size-and-transforms.
 
 Facts from SRN's Caffe setup and the paper: images are decoded with OpenCV (BGR, uint8) and
 stored at ``load_size``×``load_size`` (256; generated images are resized to it at load). Train:
@@ -11,7 +13,7 @@ sampler's base seed — so a run resumed from a checkpoint replays the same crop
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np

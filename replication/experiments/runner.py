@@ -1,4 +1,4 @@
-"""The dependency chain of one table, planned before anything runs and executed with caching (SPEC §10).
+"""The dependency chain of one table, planned before anything runs and executed with caching (docs/experiments.md).
 
 For a spec with rows R and generators G the plan is::
 
@@ -24,17 +24,17 @@ The step functions live in :mod:`replication.experiments.stepfns`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from replication.errors import ConfigError
 from replication.experiments import stepfns as F
-from replication.experiments.spec import BASELINE, ExperimentSpec, PresetSpec, parse_row
+from replication.experiments.spec import ExperimentSpec, PresetSpec
 from replication.experiments.steps import Step, StepRecord, execute, toposort
+from replication.vocabulary import BASELINE, NEEDS_SCORES, parse_row
 
 log = logging.getLogger(__name__)
-NEEDS_SCORES = ("pseudo", "spl")
 
 
 @dataclass
@@ -73,6 +73,94 @@ def _check_data_root(spec: ExperimentSpec, data_root: Path | None) -> Path | Non
     return root
 
 
+class _Planner:
+    """Builds the steps of one spec in the order of the module docstring; :func:`plan_experiment` drives it."""
+
+    def __init__(self, spec: ExperimentSpec, root: Path | None) -> None:
+        self.spec, self.root, self.group = spec, root, spec.dataset.source
+        self.named: dict[str, Step] = {}
+        self.train_shards = self.named["shards/train"] = self.shards("train")
+        self.test_shards = self.named["shards/test"] = self.shards("test")
+        self.train_base = F.resolve_train(_preset_source(spec.train, spec), spec.train.overrides, spec.path)
+        self.baseline0 = self.named["train/baseline/0"] = self.training(BASELINE, 0)
+        self.samples: dict[str, Step] = {}
+        self.scores: dict[str, Step] = {}
+        self.labels: dict[tuple[str, str], Step] = {}
+
+    def shards(self, split: str) -> Step:
+        """The shard set of one split."""
+        ds = self.spec.dataset
+        cfg = {"source": ds.source, "split": split, "size": ds.size, "seed": ds.seed, "tiny": ds.tiny,
+               "on_bad_image": ds.on_bad_image}
+        return Step("shards", self.group, cfg, F.shards_fn(cfg, self.root), label=f"shards {ds.source}/{split}")
+
+    def training(self, row: str, seed: int, gen: Step | None = None, labels: Step | None = None) -> Step:
+        """One classifier training: real images, plus generated images and their labels for a GAN row."""
+        cfg = F.train_hash_config(self.train_base, seed)
+        inputs = {"train": self.train_shards, "test": self.test_shards}
+        if gen is not None and labels is not None:
+            inputs.update(generated=gen, labels=labels)
+        return Step("train", self.group, cfg, F.train_fn(self.train_base, seed), inputs,
+                    label=f"train {row} seed {seed}")
+
+    def generator(self, g: str) -> None:
+        """GAN ``g``, its samples and, if a pseudo or SPL row uses them, the baseline's scores on them."""
+        spec = self.spec
+        gan_cfg = F.resolve_gan(g, _preset_source(spec.gan[g], spec), spec.gan[g].overrides, spec.path)
+        gan = self.named[f"gan/{g}"] = Step("gan", self.group, F.gan_hash_config(gan_cfg), F.gan_fn(gan_cfg),
+                                            {"train": self.train_shards}, label=f"GAN {g}")
+        sm = spec.sampling
+        s_cfg = {"gen_ratio": sm.gen_ratio, "count": sm.count, "seed": sm.seed}
+        self.samples[g] = self.named[f"samples/{g}"] = Step(
+            "samples", self.group, s_cfg, F.samples_fn(s_cfg, sm.batch), {"gan": gan, "train": self.train_shards},
+            label=f"samples {g}")
+        if any(parse_row(r) in ((rule, g) for rule in NEEDS_SCORES) for r in spec.rows):
+            self.scores[g] = self.named[f"predict/{g}"] = Step(
+                "predict", self.group, {"what": "baseline scores of generated images"},
+                F.predict_fn(spec.predict_batch), {"model": self.baseline0, "data": self.samples[g]},
+                label=f"baseline scores on {g} samples")
+
+    def label_file(self, rule: str, g: str) -> None:
+        """The label file of ``rule`` for the samples of ``g``."""
+        lab = self.spec.labeling
+        l_cfg = {"rule": rule, "k": lab.k, "spl_input": lab.spl_input, "temperature": lab.temperature,
+                 "seed": lab.seed}
+        inputs = {"generated": self.samples[g]}
+        if rule in NEEDS_SCORES:
+            inputs["scores"] = self.scores[g]
+        self.labels[(rule, g)] = self.named[f"labels/{rule}/{g}"] = Step(
+            "labels", self.group, l_cfg, F.labels_fn(l_cfg), inputs, label=f"{rule} labels for {g}")
+
+    def row(self, plan: Plan, row: str, seeds: int, only: Sequence[str]) -> None:
+        """The trainings and metrics of one row for every seed."""
+        rule, g = parse_row(row)
+        m_base = {"table": self.spec.name, "fingerprint": self.spec.fingerprint(),
+                  "convention": self.spec.metrics.convention, "top3": self.spec.metrics.top3}
+        for seed in range(seeds):
+            if g is None:
+                t = self.baseline0 if seed == 0 else self.training(row, seed)
+            else:
+                t = self.training(row, seed, self.samples[g], self.labels[(rule, g)])
+            m_cfg = {**m_base, "row": row, "seed": seed}
+            m = Step("metrics", self.group, m_cfg, F.metrics_fn(m_cfg), {"model": t, "test": self.test_shards},
+                     label=f"metrics {row} seed {seed}")
+            plan.trains[(row, seed)], plan.metrics[(row, seed)] = t, m
+            if not only or row in only:
+                plan.targets.append(m)
+
+    def gallery(self, plan: Plan, g: str) -> None:
+        """The gallery of ``g``'s samples with their SPL and smooth labels (when those rows exist)."""
+        inputs = {"samples": self.samples[g]}
+        for rule in ("spl", "smooth"):
+            if (rule, g) in self.labels:
+                inputs[rule] = self.labels[(rule, g)]
+        if len(inputs) > 1:
+            n = self.spec.gallery
+            gal = self.named[f"gallery/{g}"] = Step("gallery", self.group, {"n": n, "generator": g},
+                                                    F.gallery_fn(n, g), inputs, label=f"gallery {g}")
+            plan.targets.append(gal)
+
+
 def plan_experiment(spec: ExperimentSpec, *, data_root: str | Path | None = None, seeds: int = 1,
                     only: Sequence[str] = ()) -> Plan:
     """Build the step graph of ``spec`` (module docstring); nothing runs, every preset is resolved.
@@ -85,85 +173,19 @@ def plan_experiment(spec: ExperimentSpec, *, data_root: str | Path | None = None
     for r in only:
         if r not in spec.rows:
             raise ConfigError(f"{spec.path}: --only {r!r} is not a row of this spec ({', '.join(spec.rows)})")
-    root = _check_data_root(spec, Path(data_root) if data_root is not None else None)
-    group = spec.dataset.source
-    ds = spec.dataset
-    named: dict[str, Step] = {}
-
-    def shards(split: str) -> Step:
-        cfg = {"source": ds.source, "split": split, "size": ds.size, "seed": ds.seed, "tiny": ds.tiny,
-               "on_bad_image": ds.on_bad_image}
-        return Step("shards", group, cfg, F.shards_fn(cfg, root), label=f"shards {ds.source}/{split}")
-
-    train_shards, test_shards = named["shards/train"], named["shards/test"] = shards("train"), shards("test")
-
-    train_base = F.resolve_train(_preset_source(spec.train, spec), spec.train.overrides, spec.path)
-
-    def training(row: str, seed: int, gen: Step | None = None, labels: Step | None = None) -> Step:
-        cfg = F.train_hash_config(train_base, seed)
-        inputs = {"train": train_shards, "test": test_shards}
-        if gen is not None and labels is not None:
-            inputs.update(generated=gen, labels=labels)
-        return Step("train", group, cfg, F.train_fn(train_base, seed), inputs, label=f"train {row} seed {seed}")
-
-    baseline0 = named["train/baseline/0"] = training(BASELINE, 0)
-
-    samples: dict[str, Step] = {}
-    scores: dict[str, Step] = {}
+    planner = _Planner(spec, _check_data_root(spec, Path(data_root) if data_root is not None else None))
     for g in spec.generators:
-        gan_cfg = F.resolve_gan(g, _preset_source(spec.gan[g], spec), spec.gan[g].overrides, spec.path)
-        gan = named[f"gan/{g}"] = Step("gan", group, F.gan_hash_config(gan_cfg), F.gan_fn(gan_cfg),
-                                       {"train": train_shards}, label=f"GAN {g}")
-        sm = spec.sampling
-        s_cfg = {"gen_ratio": sm.gen_ratio, "count": sm.count, "seed": sm.seed}
-        samples[g] = named[f"samples/{g}"] = Step(
-            "samples", group, s_cfg, F.samples_fn(s_cfg, sm.batch), {"gan": gan, "train": train_shards},
-            label=f"samples {g}")
-        if any(parse_row(r) in ((rule, g) for rule in NEEDS_SCORES) for r in spec.rows):
-            scores[g] = named[f"predict/{g}"] = Step(
-                "predict", group, {"what": "baseline scores of generated images"},
-                F.predict_fn(spec.predict_batch), {"model": baseline0, "data": samples[g]},
-                label=f"baseline scores on {g} samples")
-
-    lab = spec.labeling
-    labels: dict[tuple[str, str], Step] = {}
+        planner.generator(g)
     for row in spec.rows:
         rule, g = parse_row(row)
-        if g is None:
-            continue
-        l_cfg = {"rule": rule, "k": lab.k, "spl_input": lab.spl_input, "temperature": lab.temperature, "seed": lab.seed}
-        inputs = {"generated": samples[g]}
-        if rule in NEEDS_SCORES:
-            inputs["scores"] = scores[g]
-        labels[(rule, g)] = named[f"labels/{rule}/{g}"] = Step(
-            "labels", group, l_cfg, F.labels_fn(l_cfg), inputs, label=f"{rule} labels for {g}")
-
-    plan = Plan(spec=spec, seeds=seeds, targets=[], named=named)
-    m_base = {"table": spec.name, "fingerprint": spec.fingerprint(), "convention": spec.metrics.convention,
-              "top3": spec.metrics.top3}
+        if g is not None:
+            planner.label_file(rule, g)
+    plan = Plan(spec=spec, seeds=seeds, targets=[], named=planner.named)
     for row in spec.rows:
-        rule, g = parse_row(row)
-        for seed in range(seeds):
-            if g is None:
-                t = baseline0 if seed == 0 else training(row, seed)
-            else:
-                t = training(row, seed, samples[g], labels[(rule, g)])
-            m_cfg = {**m_base, "row": row, "seed": seed}
-            m = Step("metrics", group, m_cfg, F.metrics_fn(m_cfg), {"model": t, "test": test_shards},
-                     label=f"metrics {row} seed {seed}")
-            plan.trains[(row, seed)], plan.metrics[(row, seed)] = t, m
-            if not only or row in only:
-                plan.targets.append(m)
+        planner.row(plan, row, seeds, only)
     if not only and spec.gallery > 0:
         for g in spec.generators:
-            inputs = {"samples": samples[g]}
-            for rule in ("spl", "smooth"):
-                if (rule, g) in labels:
-                    inputs[rule] = labels[(rule, g)]
-            if len(inputs) > 1:
-                gal = named[f"gallery/{g}"] = Step("gallery", group, {"n": spec.gallery, "generator": g},
-                                                    F.gallery_fn(spec.gallery, g), inputs, label=f"gallery {g}")
-                plan.targets.append(gal)
+            planner.gallery(plan, g)
     return plan
 
 

@@ -1,4 +1,4 @@
-"""Table specs: which dataset, rows, columns, metric convention and presets make one table (SPEC §10).
+"""Table specs: which dataset, rows, columns, metric convention and presets make one table (docs/experiments.md).
 
 A spec is a YAML file (``tables/specs/table{1,2,3}.yaml``, ``demo.yaml``) loaded into the frozen
 dataclass :class:`ExperimentSpec`. Loading is strict and happens before anything runs: an unknown
@@ -6,14 +6,15 @@ YAML key, dataset, row, generator, labeling rule, metric column, convention or T
 :class:`~replication.errors.ConfigError` whose one-line message names the spec file.
 
 Rows are ``baseline`` (real data only) or ``<rule>/<generator>`` with rule in
-:data:`RULES` (random, pseudo, smooth, spl; SPEC §5) and generator in :data:`GENERATORS`
-(dcgan, wgan-gp; SPEC §4). Literature rows (DHC, WARP, CNN-RNN) are never run: they are shown
-from the paper's CSV only, and a spec lists them under ``paper.literature``.
+:data:`~replication.vocabulary.RULES` (random, pseudo, smooth, spl; paper §2.3, Eqs. (1)–(2);
+docs/labeling.md#label-rules) and generator in :data:`~replication.vocabulary.GENERATORS` (dcgan,
+wgan-gp; paper §2.2, §3.2; docs/gan.md). Literature rows (DHC, WARP, CNN-RNN) are never run: they
+are shown from the paper's CSV only, and a spec lists them under ``paper.literature``.
 
 Decisions (docs/experiments.md):
 
 * **M, the number of generated images**, is ``round(gen_ratio × N_real_train)`` with
-  ``gen_ratio = 1`` by default (the paper does not state M; SPEC §7); ``sampling.count`` fixes it.
+  ``gen_ratio = 1`` by default (the paper does not state M; docs/classifier.md#recipe); ``sampling.count`` fixes it.
 * **One GAN, one sample set, one baseline labeler per table.** ``--seeds N`` repeats only the
   classifier trainings (seed i = 0 … N−1); the GANs, their samples, the "pre-trained model"
   (the baseline row's training with seed 0) and the label files are shared by all seeds.
@@ -24,48 +25,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+import typing
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, TypeVar
 
-import yaml
-
+from replication import config as C
 from replication.errors import ConfigError
+from replication.paper_table import read_paper_table
+from replication.vocabulary import (
+    BAD_IMAGE_POLICIES,
+    BASELINE,
+    CONVENTIONS,
+    DATASETS,
+    GENERATORS,
+    METRIC_KEYS,
+    RULES,
+    SPL_INPUTS,
+    TOP3_RULES,
+    parse_row,
+)
 
-RULES = ("random", "pseudo", "smooth", "spl")
-GENERATORS = ("dcgan", "wgan-gp")
-BASELINE = "baseline"
-DATASETS = ("digits-mosaic", "coco2014", "nus-wide", "wider-attribute", "folder")
-BASE_METRICS = ("mAP", "F1-C", "P-C", "R-C", "F1-O", "P-O", "R-O")
-TOP3_PREFIX = "top3/"
-METRIC_KEYS = BASE_METRICS + tuple(TOP3_PREFIX + m for m in BASE_METRICS if m != "mAP")
-CONVENTIONS = ("srn", "mlgcn", "asl")
-TOP3_RULES = ("pure", "thresholded")
-SPL_INPUTS = ("probs", "logits")
-BAD_IMAGE_POLICIES = ("stop", "skip")
-ROW_LABELS = {"random": "Random labeling", "pseudo": "Pseudo labeling", "smooth": "Smooth labeling", "spl": "Our SPL"}
-GEN_LABELS = {"dcgan": "DCGAN", "wgan-gp": "WGAN-GP"}
-
-
-def parse_row(row: str) -> tuple[str, str | None]:
-    """Split a row id into ``(method, generator)``: ``"baseline"`` → ``("baseline", None)``."""
-    if row == BASELINE:
-        return BASELINE, None
-    method, _, gen = row.partition("/")
-    return method, gen
-
-
-def row_label(row: str) -> str:
-    """The paper's name of a row, e.g. ``"spl/dcgan"`` → ``"Our SPL (DCGAN)"``."""
-    method, gen = parse_row(row)
-    if gen is None:
-        return "Baseline"
-    return f"{ROW_LABELS[method]} ({GEN_LABELS[gen]})"
-
-
-def metric_label(key: str) -> str:
-    """Column header of a metric key: ``"top3/F1-C"`` → ``"Top-3 F1-C"``."""
-    return "Top-3 " + key[len(TOP3_PREFIX):] if key.startswith(TOP3_PREFIX) else key
+T = TypeVar("T")
+KIND = "spec"
 
 
 @dataclass(frozen=True)
@@ -99,7 +82,10 @@ class SamplingSpec:
 
 @dataclass(frozen=True)
 class LabelingSpec:
-    """Parameters of the label rules (SPEC §5): K for random/pseudo, the SPL input and temperature."""
+    """Parameters of the label rules: K for random/pseudo, the SPL input and temperature.
+
+    See paper §2.3, Eqs. (1)–(2); docs/labeling.md#label-rules.
+    """
 
     k: int = 3
     spl_input: str = "probs"
@@ -109,7 +95,7 @@ class LabelingSpec:
 
 @dataclass(frozen=True)
 class MetricsSpec:
-    """Metric convention (SPEC §8) and the Top-3 rule the table shows."""
+    """Metric convention (paper §3.1; docs/metrics.md#definitions) and the Top-3 rule the table shows."""
 
     convention: str = "srn"
     top3: str = "pure"
@@ -195,29 +181,24 @@ def _check_keys(d: Mapping, allowed: tuple[str, ...], where: Path, what: str) ->
         raise _err(where, f"unknown key {unknown[0]!r} in {what} (expected one of: {', '.join(allowed)})")
 
 
-def _fields(cls) -> tuple[str, ...]:
-    return tuple(cls.__dataclass_fields__)
+def _build(cls: type[T], d: Any, where: Path, what: str) -> T:
+    """Build dataclass ``cls`` from mapping ``d``: unknown keys and wrongly typed scalars are refused.
 
-
-_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
-
-
-def _build(cls, d: Any, where: Path, what: str):
-    """Build dataclass ``cls`` from mapping ``d``: unknown keys and wrongly typed scalars are refused."""
+    Types are checked by :func:`replication.config.check_value`; the messages keep the spec's wording
+    (``dataset.tiny must be bool, got 'yes'``). An int stays an int in a float field (``gen_ratio: 1``),
+    as the spec's fingerprint and the run directories' hashes have always seen it.
+    """
     d = _mapping(d, where, what)
-    _check_keys(d, _fields(cls), where, what)
+    _check_keys(d, tuple(f.name for f in fields(cls)), where, what)
+    hints = typing.get_type_hints(cls)
     for name, value in d.items():
-        type_names = [t.strip() for t in str(cls.__dataclass_fields__[name].type).split("|")]
-        allowed = tuple(t for n in type_names for t in _TYPES.get(n, ()))
-        ok = (value is None and "None" in type_names) or (
-            isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
-        )
-        if allowed and not ok:
-            raise _err(where, f"{what}.{name} must be {' or '.join(type_names)}, got {value!r}")
-    try:
-        return cls(**d)
-    except TypeError as e:
-        raise _err(where, f"{what}: {e}") from None
+        try:
+            C.check_value(f"{what}.{name}", value, hints[name], kind=KIND, ints_to_float=False)
+        except ConfigError:
+            type_names = [t.strip() for t in str(cls.__dataclass_fields__[name].type).split("|")]
+            raise _err(where, f"{what}.{name} must be {' or '.join(type_names)}, got {value!r}") from None
+    with C.naming(where):
+        return C.from_dict(cls, d, kind=KIND, prefix=f"{what}.", ints_to_float=False)
 
 
 def _overrides(value: Any, where: Path, what: str) -> tuple[str, ...]:
@@ -225,13 +206,7 @@ def _overrides(value: Any, where: Path, what: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, dict):
-        out = []
-        for k, v in value.items():
-            text = v if isinstance(v, str) else yaml.safe_dump(v, default_flow_style=True).strip()
-            if text.endswith("\n...") or text.endswith("..."):
-                text = text.removesuffix("...").strip()
-            out.append(f"{k}={text}")
-        return tuple(out)
+        return C.override_strings(value)
     if isinstance(value, list) and all(isinstance(x, str) and "=" in x for x in value):
         return tuple(value)
     raise _err(where, f"{what}.overrides must be a mapping or a list of 'key=value' strings")
@@ -315,7 +290,7 @@ def spec_from_dict(raw: Any, where: str | Path = "<dict>") -> ExperimentSpec:
     train = _preset(raw["train"], where, "train")
 
     paper_raw = dict(_mapping(raw["paper"], where, "paper"))
-    _check_keys(paper_raw, _fields(PaperSpec), where, "paper")
+    _check_keys(paper_raw, tuple(f.name for f in fields(PaperSpec)), where, "paper")
     if "csv" not in paper_raw or "caption" not in paper_raw:
         raise _err(where, "paper needs 'csv' and 'caption'")
     csv_path = Path(paper_raw["csv"])
@@ -355,8 +330,6 @@ def spec_from_dict(raw: Any, where: str | Path = "<dict>") -> ExperimentSpec:
 
 def _check_paper(spec: ExperimentSpec) -> None:
     """The paper CSV exists, has every column the spec shows, and lists its literature rows."""
-    from replication.tables import read_paper_table  # local: tables imports this module
-
     paper = read_paper_table(spec.paper.csv)
     for lit in spec.paper.literature:
         if lit not in paper.literature:
@@ -371,15 +344,10 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: spec file not found")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: malformed YAML ({str(e).splitlines()[0]})") from None
-    return spec_from_dict(raw, p)
+    return spec_from_dict(C.read_yaml(p, kind=KIND), p)
 
 
 __all__ = [
     "ExperimentSpec", "DatasetSpec", "PresetSpec", "SamplingSpec", "LabelingSpec", "MetricsSpec", "PaperSpec",
-    "load_spec", "spec_from_dict", "parse_row", "row_label", "metric_label",
-    "RULES", "GENERATORS", "BASELINE", "METRIC_KEYS", "DATASETS",
+    "load_spec", "spec_from_dict",
 ]

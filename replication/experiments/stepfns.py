@@ -6,7 +6,7 @@ directories. Outputs inside a run directory:
 
 * ``shards-*/data/`` and ``samples-*/data/`` — shard sets (a subfolder, since a shard writer
   owns its folder);
-* ``gan-*/run/`` — what :func:`replication.gan.train_gan` writes (config, checkpoint, sample grids);
+* ``gan-*/run/`` — what :func:`replication.gan.run.train_gan` writes (config, checkpoint, sample grids);
 * ``predict-*/preds.npz``, ``labels-*/labels.h5``;
 * ``train-*/`` — :func:`replication.train.train`'s outputs (``model.pt``, ``preds.npz`` on the
   test set, ``metrics.json`` with the preset's convention, curves);
@@ -21,19 +21,33 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
+import numpy as np
+
+from replication import config as C
+from replication.data.build import build_shards
+from replication.data.shards import ShardSet
 from replication.errors import ConfigError, ShardError
 from replication.experiments.steps import StepFn, clear_partial
+from replication.gallery import draw_gallery
+from replication.gan.config import GanTrainConfig, load_gan_config
+from replication.gan.run import DONE as GAN_DONE
+from replication.gan.run import sample_gan, train_gan
 from replication.io_utils import atomic_write_json
+from replication.labeling import assign_label_file
+from replication.metrics import evaluate
+from replication.predict import predict
+from replication.predictions import read_preds
+from replication.training.config import TrainConfig, load_train_config
+from replication.training.loop import train
+from replication.vocabulary import TOP3_PREFIX
 
 log = logging.getLogger(__name__)
 DATA = "data"
-#: TrainConfig fields that do not change the result: left out of the run directory's hash.
-TRAIN_RUNTIME_KEYS = ("device", "checkpoint_every_iters", "eval_batch_size", "progress", "log_every", "num_threads")
-TRAIN_DATA_PATHS = ("train", "test", "generated", "label_file")
 
 
 # ------------------------------------------------------------------------------------------- shards
@@ -43,8 +57,6 @@ def shards_fn(cfg: Mapping[str, Any], root: Path | None) -> StepFn:
     """Build one split's shard set into ``out/data`` (``replication.data.build.build_shards``)."""
 
     def fn(out: Path, inputs: Mapping[str, Path], resume: bool) -> None:
-        from replication.data.build import build_shards
-
         build_shards(cfg["source"], split=cfg["split"], out=out / DATA, root=root, size=cfg["size"], seed=cfg["seed"],
                      tiny=cfg["tiny"], on_bad_image=cfg["on_bad_image"], overwrite=True)
 
@@ -54,35 +66,23 @@ def shards_fn(cfg: Mapping[str, Any], root: Path | None) -> StepFn:
 # -------------------------------------------------------------------------------------- classifier
 
 
-def resolve_train(source: str, overrides: Sequence[str], where: Path) -> Any:
+def resolve_train(source: str, overrides: Sequence[str], where: Path) -> TrainConfig:
     """The :class:`~replication.train.TrainConfig` of a preset + overrides (ConfigError naming the spec)."""
-    from replication.train import load_train_config
-
     try:
         return load_train_config(source, list(overrides))
     except ConfigError as e:
         raise ConfigError(f"{where}: train preset: {e}") from None
 
 
-def train_hash_config(cfg: Any, seed: int) -> dict:
+def train_hash_config(cfg: TrainConfig, seed: int) -> dict:
     """The part of a TrainConfig that determines the result: no data paths, no runtime-only keys."""
-    d = dataclasses.replace(cfg, seed=seed).to_dict()
-    for k in TRAIN_RUNTIME_KEYS:
-        d.pop(k, None)
-    data = dict(d["data"])
-    for k in TRAIN_DATA_PATHS:
-        data.pop(k, None)
-    data.pop("num_workers", None)
-    d["data"] = data
-    return d
+    return C.without_keys(dataclasses.replace(cfg, seed=seed).to_dict(), C.unhashed_keys(TrainConfig))
 
 
-def train_fn(cfg: Any, seed: int) -> StepFn:
+def train_fn(cfg: TrainConfig, seed: int) -> StepFn:
     """Train the classifier with ``seed`` on ``inputs['train']`` (+ generated images and their labels)."""
 
     def fn(out: Path, inputs: Mapping[str, Path], resume: bool) -> None:
-        from replication.train import train
-
         data = {"train": str(inputs["train"] / DATA), "test": str(inputs["test"] / DATA)}
         if "generated" in inputs:
             data.update(generated=str(inputs["generated"] / DATA), label_file=str(inputs["labels"] / LABELS))
@@ -99,8 +99,6 @@ def predict_fn(batch_size: int) -> StepFn:
     """Score the generated images ``inputs['data']`` with the trained model ``inputs['model']``."""
 
     def fn(out: Path, inputs: Mapping[str, Path], resume: bool) -> None:
-        from replication.predict import predict
-
         predict(inputs["model"], inputs["data"] / DATA, out / PREDS, batch_size=batch_size)
 
     return fn
@@ -113,40 +111,30 @@ LABELS = "labels.h5"
 # --------------------------------------------------------------------------------------------- GAN
 
 
-def resolve_gan(arch: str, source: str, overrides: Sequence[str], where: Path) -> Any:
+def resolve_gan(arch: str, source: str, overrides: Sequence[str], where: Path) -> GanTrainConfig:
     """The GAN config of ``arch`` from a preset + overrides (ConfigError naming the spec)."""
-    from replication import gan
-
     try:
-        cfg = gan.load_gan_config(source, [f"arch={arch}", *overrides])
+        cfg = load_gan_config(source, [f"arch={arch}", *overrides])
     except ConfigError as e:
         raise ConfigError(f"{where}: gan preset for {arch}: {e}") from None
     return cfg
 
 
-#: GanTrainConfig fields that do not change the result (paths, cadences, device): not hashed.
-GAN_RUNTIME_KEYS = ("data", "out", "sample_every", "checkpoint_every_iters", "log_every", "device", "compile",
-                    "num_workers", "preload", "threads", "progress")
 GAN_RUN = "run"
 
 
-def gan_hash_config(cfg: Any) -> dict:
+def gan_hash_config(cfg: GanTrainConfig) -> dict:
     """The GAN config without paths and runtime-only keys."""
-    d = dataclasses.asdict(cfg)
-    for k in GAN_RUNTIME_KEYS:
-        d.pop(k, None)
-    return d
+    return C.without_keys(dataclasses.asdict(cfg), C.unhashed_keys(GanTrainConfig))
 
 
-def gan_fn(cfg: Any) -> StepFn:
-    """Train the GAN on ``inputs['train']`` into ``out/run`` (:func:`replication.gan.train_gan`)."""
+def gan_fn(cfg: GanTrainConfig) -> StepFn:
+    """Train the GAN on ``inputs['train']`` into ``out/run`` (:func:`replication.gan.run.train_gan`)."""
 
     def fn(out: Path, inputs: Mapping[str, Path], resume: bool) -> None:
-        from replication.gan import train_gan
-
         run = out / GAN_RUN
         run_cfg = dataclasses.replace(cfg, data=str(inputs["train"] / DATA), out=str(run))
-        unfinished = (run / "checkpoint.pt").is_file() and not (run / "done").is_file()
+        unfinished = (run / "checkpoint.pt").is_file() and not (run / GAN_DONE).is_file()
         if resume and not unfinished:
             clear_partial(out)  # a finished training whose done was deleted: train again
         train_gan(run_cfg, resume=resume and unfinished)
@@ -165,9 +153,6 @@ def samples_fn(cfg: Mapping[str, Any], batch: int) -> StepFn:
     """Generate M images with the GAN ``inputs['gan']`` into the shard set ``out/data``."""
 
     def fn(out: Path, inputs: Mapping[str, Path], resume: bool) -> None:
-        from replication.data.shards import ShardSet
-        from replication.gan import sample_gan
-
         n = sample_count(cfg, len(ShardSet(inputs["train"] / DATA)))
         clear_partial(out)
         sample_gan(inputs["gan"] / GAN_RUN, n, out / DATA, seed=cfg["seed"], batch=batch)
@@ -179,11 +164,12 @@ def samples_fn(cfg: Mapping[str, Any], batch: int) -> StepFn:
 
 
 def labels_fn(cfg: Mapping[str, Any]) -> StepFn:
-    """Write the label file of one rule for the generated set ``inputs['generated']`` (SPEC §5)."""
+    """Write the label file of one rule for the generated set ``inputs['generated']``.
+
+    See paper §2.3, Eqs. (1)–(2); docs/labeling.md#label-rules.
+    """
 
     def fn(out: Path, inputs: Mapping[str, Path], resume: bool) -> None:
-        from replication.labeling import assign_label_file
-
         scores = inputs["scores"] / PREDS if "scores" in inputs else None
         assign_label_file(cfg["rule"], scores, inputs["generated"] / DATA, out / LABELS, k=cfg["k"],
                           spl_input=cfg["spl_input"], temperature=cfg["temperature"], seed=cfg["seed"])
@@ -195,13 +181,14 @@ def labels_fn(cfg: Mapping[str, Any]) -> StepFn:
 
 
 def table_metrics(logits: Any, labels: Any, *, convention: str, top3: str, wider: bool) -> dict[str, float]:
-    """SPEC §8 metrics (percent) with both Top-3 rules; the spec's rule is also stored as ``top3/…``."""
-    from replication.metrics import evaluate
+    """docs/metrics.md#definitions metrics (percent) with both Top-3 rules.
 
+    The spec's rule is also stored as ``top3/…``.
+    """
     m = evaluate(logits, labels, convention=convention, top3="both", scores_are="logits", wider=wider)
     prefix = {"pure": "top3-pure/", "thresholded": "top3-thr/"}[top3]
     out = {k: float(v) for k, v in m.items()}
-    out.update({"top3/" + k[len(prefix):]: float(v) for k, v in m.items() if k.startswith(prefix)})
+    out.update({TOP3_PREFIX + k[len(prefix):]: float(v) for k, v in m.items() if k.startswith(prefix)})
     return out
 
 
@@ -209,11 +196,6 @@ def metrics_fn(cfg: Mapping[str, Any]) -> StepFn:
     """Evaluate the training's test predictions (``preds.npz``) into the table's ``metrics.json``."""
 
     def fn(out: Path, inputs: Mapping[str, Path], resume: bool) -> None:
-        import numpy as np
-
-        from replication.data.shards import ShardSet
-        from replication.predict import read_preds
-
         test = ShardSet(inputs["test"] / DATA)
         preds = read_preds(inputs["model"] / PREDS)
         if preds["keys"] != test.keys():
@@ -239,8 +221,6 @@ def gallery_fn(n: int, generator: str) -> StepFn:
     """Draw ``n`` generated images with their SPL and smooth labels (:mod:`replication.gallery`)."""
 
     def fn(out: Path, inputs: Mapping[str, Path], resume: bool) -> None:
-        from replication.gallery import draw_gallery
-
         label_files = {rule: inputs[rule] / LABELS for rule in ("spl", "smooth") if rule in inputs}
         draw_gallery(inputs["samples"] / DATA, label_files, out / "gallery.png", n=n,
                      title=f"{generator} samples with their soft labels")

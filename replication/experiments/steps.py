@@ -1,4 +1,6 @@
-"""Cached steps: run directories named by a hash of their resolved config, a ``done`` marker last (SPEC §1).
+"""Cached steps: run directories named by a hash of their resolved config, a ``done`` marker last.
+
+See docs/pipeline.md#dependency-rules.
 
 A :class:`Step` is one unit of work (build shards, train a GAN, sample it, train a classifier,
 score, label, evaluate, draw a gallery). Its run directory is
@@ -27,11 +29,12 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import yaml
 from tqdm.auto import tqdm
@@ -62,7 +65,7 @@ class Step:
     group: str
     config: dict
     fn: StepFn
-    inputs: dict[str, "Step"] = field(default_factory=dict)
+    inputs: dict[str, Step] = field(default_factory=dict)
     label: str = ""
 
     @cached_property

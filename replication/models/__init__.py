@@ -7,14 +7,14 @@ optional ``timm`` extra is installed (random weights; see :mod:`replication.mode
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 from torch import nn
 
 from replication.errors import ConfigError
-from replication.models.pretrained import classifier_prefix, load_pretrained
 from replication.models.preact_resnet import PreActResNet, preact_resnet, preact_resnet_small
+from replication.models.pretrained import classifier_prefix, load_pretrained
 
 __all__ = [
     "MODELS",
@@ -54,6 +54,7 @@ def build_model(name: str, num_classes: int, **kwargs) -> nn.Module:
     Unknown names raise :class:`ConfigError`.
     """
     if name.startswith(TIMM_PREFIX):
+        # optional extra: timm is loaded only for timm/<name> models
         from replication.models.timm_backbone import build_timm_model
 
         return build_timm_model(name[len(TIMM_PREFIX):], num_classes, **kwargs)

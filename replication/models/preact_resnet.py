@@ -1,4 +1,6 @@
-"""Pre-activation ResNets in the fb.resnet.torch ``preresnet`` layout that SRN used (SPEC §7).
+"""Pre-activation ResNets in the fb.resnet.torch ``preresnet`` layout that SRN used.
+
+See paper §2.4; docs/classifier.md#decisions.
 
 Layout (fact, ``models/preresnet.lua``):
 
@@ -25,7 +27,7 @@ bias 0, FC bias 0 (FC weight: PyTorch's default uniform init).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

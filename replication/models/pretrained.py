@@ -1,4 +1,4 @@
-"""Load pretrained weights into a classifier with a strict, explained key check (SPEC §7).
+"""Load pretrained weights into a classifier with a strict, explained key check (docs/classifier.md#recipe).
 
 The paper fine-tunes from ImageNet weights; nothing can be downloaded here, so ``--pretrained
 PATH`` loads a state dict saved in our layout (``torch.save(model.state_dict())``, or a dict with
@@ -57,7 +57,7 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> dict[str, list
         raise ConfigError(f"{path}: pretrained weights not found")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling/format failure is a user error here
+    except Exception as e:
         raise ConfigError(f"{path}: cannot read pretrained weights ({type(e).__name__}: {e})") from None
     state = _extract_state_dict(obj, path)
     own = model.state_dict()
@@ -70,7 +70,10 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> dict[str, list
         state = {k: v for k, v in state.items() if not k.startswith(head)}
     missing = [k for k in own if k not in state and k not in skipped]
     unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)}≠{tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    shapes = [
+        f"{k} {tuple(state[k].shape)}≠{tuple(own[k].shape)}"
+        for k in own if k in state and state[k].shape != own[k].shape
+    ]
     if missing or unexpected or shapes:
         parts = []
         if missing:

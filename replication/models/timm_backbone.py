@@ -1,6 +1,6 @@
 """Optional timm backbones (``model: timm/<name>``, extra ``[timm]``), built with random weights.
 
-Decision (SPEC §7): users with timm weights cached can fine-tune e.g. ``timm/resnetv2_101``
+Decision (docs/classifier.md#recipe): users with timm weights cached can fine-tune e.g. ``timm/resnetv2_101``
 (a pre-activation ResNet-101) or ``timm/resnet101``; pass the weights with ``pretrained: PATH``
 (our strict loader), never downloaded here.
 """
@@ -23,7 +23,7 @@ def timm_available() -> bool:
 def build_timm_model(name: str, num_classes: int, **kwargs) -> nn.Module:
     """``timm.create_model(name, pretrained=False, num_classes=C)``; ConfigError without timm."""
     try:
-        import timm
+        import timm  # optional extra: loaded only for timm/<name> models
     except ImportError:
         raise ConfigError(f"model timm/{name}: timm is not installed (pip install 'spl-replication[timm]')") from None
     try:

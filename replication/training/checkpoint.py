@@ -1,4 +1,4 @@
-"""Training checkpoints: atomic writes, exact-resume state (SPEC §11).
+"""Training checkpoints: atomic writes, exact-resume state (docs/pipeline.md#reliability).
 
 ``checkpoint.pt`` in the run directory holds the model, optimiser and scheduler states, the
 position (epoch, batch within the epoch, global iteration), the history so far, the RNG states
@@ -55,7 +55,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: no checkpoint to resume from")
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - a truncated or foreign file is a user error here
+    except Exception as e:
         raise ConfigError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
 
 
@@ -81,7 +81,7 @@ def load_model_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: no trained model here (training has not finished)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise ConfigError(f"{path}: unreadable model file ({type(e).__name__}: {e})") from None
     if not isinstance(obj, dict) or obj.get("format") != MODEL_FORMAT:
         raise ConfigError(f"{path}: not a model file written by spl train")

@@ -1,4 +1,4 @@
-"""torchrun / DistributedDataParallel plumbing (SPEC §12): process group, device, gathers, flags.
+"""torchrun / DistributedDataParallel plumbing (docs/pipeline.md#scale): process group, device, gathers, flags.
 
 Launched by ``torchrun --nproc_per_node=K`` (environment ``WORLD_SIZE``, ``RANK``,
 ``LOCAL_RANK``), training joins a process group: NCCL when the device is CUDA, gloo on CPU.
@@ -119,6 +119,7 @@ def gather_rows(info: DistInfo, n: int, indices: np.ndarray, rows: np.ndarray) -
         out[idx] = r
     if not (counts == 1).all():
         raise RuntimeError(
-            f"distributed evaluation scored {int((counts == 0).sum())} images never and {int((counts > 1).sum())} more than once"
+            f"distributed evaluation scored {int((counts == 0).sum())} images never and "
+            f"{int((counts > 1).sum())} more than once"
         )
     return out

@@ -1,4 +1,6 @@
-"""The classifier training loop: SPEC §6–§7 recipe, exact resume, signals, DDP (SPEC §11–§12).
+"""The classifier training loop: docs/labeling.md#loss + docs/classifier.md#recipe, exact resume, signals, DDP.
+
+See docs/pipeline.md#reliability, docs/pipeline.md#scale.
 
 Decisions recorded here and in docs/classifier.md:
 
@@ -29,18 +31,28 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from kernels.ops.soft_cross_entropy import weighted_soft_cross_entropy
 from replication.data.dataset import ShardDataset
 from replication.data.shards import ShardSet
 from replication.data.transforms import CaffeTestTransform, CaffeTrainTransform
 from replication.errors import ConfigError, ReplicationError, ShardError
 from replication.io_utils import atomic_write_text
-from replication.models import build_model, load_pretrained
-from replication.predict import ignore_sigint, score_images
+from replication.models import build_model
+from replication.models.pretrained import load_pretrained
+from replication.predictions import ignore_sigint, score_images
 from replication.training import distributed as D
-from replication.training.checkpoint import CHECKPOINT, MODEL, load_checkpoint, save_checkpoint, save_model, set_rng_states
+from replication.training.checkpoint import (
+    CHECKPOINT,
+    MODEL,
+    load_checkpoint,
+    save_checkpoint,
+    save_model,
+    set_rng_states,
+)
 from replication.training.config import TrainConfig, config_from_dict, config_to_yaml, incompatible_changes, validate
 from replication.training.report import evaluate_logits, write_outputs
 from replication.training.sampler import EpochBatchSampler, SeededDataset
@@ -58,9 +70,10 @@ class TrainingInterrupted(ReplicationError):
 
 def compute_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor | None,
                  cfg: TrainConfig) -> torch.Tensor:
-    """SPEC §6 loss via ``kernels.weighted_soft_cross_entropy`` on float32 logits (Eq. 3 / Caffe BCE)."""
-    from kernels import weighted_soft_cross_entropy
+    """loss of docs/labeling.md#loss (paper Eq. (3)) via ``kernels.weighted_soft_cross_entropy`` on float32 logits.
 
+    Eq. 3 / Caffe BCE.
+    """
     mode = "sigmoid" if cfg.loss == "sigmoid_bce" else "softmax"
     return weighted_soft_cross_entropy(
         logits.float(), targets, weights, mode=mode, normalize=cfg.normalize, mask=mask, backend=cfg.kernel_backend
@@ -91,7 +104,7 @@ class _StopSignal:
         self.signum = signum
         log.warning("signal %d: stopping at the next sync point and writing a checkpoint", signum)
 
-    def __enter__(self) -> "_StopSignal":
+    def __enter__(self) -> _StopSignal:
         if threading.current_thread() is threading.main_thread():
             for s in (signal.SIGINT, signal.SIGTERM):
                 self._old[s] = signal.signal(s, self._handle)
@@ -138,7 +151,9 @@ class Trainer:
         self.test_transform = CaffeTestTransform(d.crop, d.load_size, mode=d.test_mode)
         n = len(self.train_set)
         if cfg.batch_size % self.info.world_size:
-            raise ConfigError(f"config key 'batch_size': {cfg.batch_size} is not divisible by {self.info.world_size} processes")
+            raise ConfigError(
+                f"config key 'batch_size': {cfg.batch_size} is not divisible by {self.info.world_size} processes"
+            )
         if n < cfg.batch_size:
             raise ConfigError(f"config key 'batch_size': {cfg.batch_size} is more than the {n} training images")
         self.batches_per_epoch = EpochBatchSampler.batches_per_epoch(n, cfg.batch_size)
@@ -161,18 +176,19 @@ class Trainer:
             {"params": [p for p in model.parameters() if id(p) in head], "lr": cfg.lr * cfg.lr_fc_mult},
         ]
         self.optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=cfg.milestones, gamma=cfg.gamma)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            self.optimizer, milestones=cfg.milestones, gamma=cfg.gamma
+        )
         fwd: nn.Module = model
         if self.info.distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
 
             fwd = DDP(model, device_ids=[self.dev] if self.dev.type == "cuda" else None)
         self.forward_model = torch.compile(fwd) if cfg.compile else fwd
         if self.info.is_main:
             n_gen = len(self.train_set) - self.train_set.num_real
             log.info(
-                "%s: %d real + %d generated training images, %d test; C=%d; %d params; %d iterations/epoch × %d epochs; "
-                "device %s × %d, amp=%s, channels_last=%s",
+                "%s: %d real + %d generated training images, %d test; C=%d; %d params; "
+                "%d iterations/epoch × %d epochs; device %s × %d, amp=%s, channels_last=%s",
                 cfg.model, self.train_set.num_real, n_gen, len(self.test_set), len(self.class_names),
                 sum(p.numel() for p in model.parameters()), self.batches_per_epoch, cfg.epochs, self.dev,
                 self.info.world_size, self.amp, self.channels_last,
@@ -201,7 +217,10 @@ class Trainer:
     def restore(self) -> None:
         ck = load_checkpoint(self.out / CHECKPOINT)
         if ck["world_size"] != self.info.world_size:
-            raise ConfigError(f"{self.out / CHECKPOINT}: written by {ck['world_size']} processes, resumed with {self.info.world_size}")
+            raise ConfigError(
+                f"{self.out / CHECKPOINT}: written by {ck['world_size']} processes, "
+                f"resumed with {self.info.world_size}"
+            )
         changed = incompatible_changes(config_from_dict(ck["config"]), self.cfg)
         if changed:
             raise ConfigError(f"{self.out / CHECKPOINT}: cannot resume with changed config keys {', '.join(changed)}")
@@ -212,7 +231,8 @@ class Trainer:
         self.loss_sum, self.history = ck["loss_sum"], ck["history"]
         set_rng_states(ck["rng"])
         if self.info.is_main:
-            log.info("resumed %s at epoch %d, batch %d (iteration %d)", self.out, self.epoch, self.batch_in_epoch, self.global_step)
+            log.info("resumed %s at epoch %d, batch %d (iteration %d)", self.out, self.epoch, self.batch_in_epoch,
+                     self.global_step)
 
     # -- training ----------------------------------------------------------------------------------
     def _loader(self) -> DataLoader:
@@ -238,8 +258,9 @@ class Trainer:
         self.model.train()
         bad_step = torch.zeros((), dtype=torch.int64, device=dev)   # first non-finite iteration (0 = none)
         loss_acc = torch.zeros((), dtype=torch.float64, device=dev)
-        pbar = tqdm(total=self.batches_per_epoch, initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
-                    unit="it", disable=(not self.info.is_main) or (None if cfg.progress else True), leave=False)
+        pbar = tqdm(total=self.batches_per_epoch, initial=self.batch_in_epoch,
+                    desc=f"epoch {self.epoch + 1}/{cfg.epochs}", unit="it",
+                    disable=(not self.info.is_main) or (None if cfg.progress else True), leave=False)
         t_sync, steps_since = time.perf_counter(), 0
         try:
             for images, targets, weights, is_real in self._loader():
@@ -267,7 +288,8 @@ class Trainer:
                 # Sync point (the same iterations on every rank): read flags, update the bar, maybe checkpoint.
                 first_bad = int(bad_step)
                 flags = D.any_rank(self.info, torch.tensor(
-                    [float(first_bad > 0), float(stop.signum is not None), -float(first_bad or 2**52)], dtype=torch.float64))
+                    [float(first_bad > 0), float(stop.signum is not None), -float(first_bad or 2**52)],
+                    dtype=torch.float64))
                 if flags[0] > 0:
                     raise TrainingError(
                         f"{self.out}: non-finite loss at iteration {int(-flags[2])} (epoch {self.epoch + 1}); "
@@ -275,13 +297,16 @@ class Trainer:
                     )
                 self.loss_sum += float(loss_acc)
                 self.history["log_iteration"].append(self.global_step)
-                self.history["log_loss"].append(float(D.mean_over_ranks(self.info, loss_acc.cpu().view(1) / steps_since)[0]))
+                self.history["log_loss"].append(
+                    float(D.mean_over_ranks(self.info, loss_acc.cpu().view(1) / steps_since)[0])
+                )
                 loss_acc.zero_()
                 now = time.perf_counter()
                 rate = steps_since * cfg.batch_size / max(now - t_sync, 1e-9)
                 t_sync, steps_since = now, 0
                 pbar.update(self.batch_in_epoch - pbar.n)
-                pbar.set_postfix(loss=f"{loss_d.item():.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2g}", img_s=f"{rate:.0f}")
+                pbar.set_postfix(loss=f"{loss_d.item():.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2g}",
+                                 img_s=f"{rate:.0f}")
                 if flags[1] > 0:
                     self.save()
                     raise TrainingInterrupted(
@@ -319,8 +344,8 @@ class Trainer:
         h["images_per_s"].append(images / max(seconds, 1e-9))
         h["seconds"].append(seconds)
         if self.info.is_main:
-            log.info("epoch %d/%d: loss %.4f, lr %.3g, test mAP %.2f, %.0f img/s", self.epoch, cfg.epochs, train_loss, lr,
-                     m_ap, h["images_per_s"][-1])
+            log.info("epoch %d/%d: loss %.4f, lr %.3g, test mAP %.2f, %.0f img/s", self.epoch, cfg.epochs,
+                     train_loss, lr, m_ap, h["images_per_s"][-1])
         self.save()
 
     # -- evaluation --------------------------------------------------------------------------------
@@ -359,7 +384,9 @@ class Trainer:
         if self.info.is_main:
             out.mkdir(parents=True, exist_ok=True)
             if not resume and (out / CHECKPOINT).exists():
-                raise ConfigError(f"{out}: holds a checkpoint already; pass --resume (resume=True) or choose another folder")
+                raise ConfigError(
+                    f"{out}: holds a checkpoint already; pass --resume (resume=True) or choose another folder"
+                )
         D.barrier(self.info)
         self.setup()
         if resume:

@@ -10,7 +10,8 @@ import numpy as np
 
 from replication.data.shards import ShardSet
 from replication.io_utils import atomic_write_json
-from replication.predict import write_preds
+from replication.metrics import evaluate_full
+from replication.predictions import write_preds
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,6 @@ def jsonable(obj: Any) -> Any:
 
 def evaluate_logits(logits: np.ndarray, test_set: ShardSet, convention: str, top3: str) -> tuple[dict, np.ndarray]:
     """(summary metrics of :func:`replication.metrics.evaluate`, per-class AP in percent) on the test set."""
-    from replication.metrics import evaluate_full
-
     res = evaluate_full(
         logits, test_set.labels(), convention=convention, top3=top3, scores_are="logits",
         wider=test_set.label_kind == "wider", class_names=test_set.class_names,
@@ -47,7 +46,7 @@ def write_outputs(out: Path, logits: np.ndarray, test_set: ShardSet, history: di
 
     Returns the metrics dict (the content of ``metrics.json``).
     """
-    from replication.plots import plot_curves, plot_per_class_ap
+    from replication.plots import plot_curves, plot_per_class_ap  # loads matplotlib: only when writing plots
 
     write_preds(out / "preds.npz", logits, test_set.labels(), test_set.keys(), test_set.class_names)
     metrics, ap = evaluate_logits(logits, test_set, convention, top3)

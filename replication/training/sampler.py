@@ -1,4 +1,4 @@
-"""Resumable, rank-aware batch order and per-sample augmentation seeds (SPEC §11 exact resume).
+"""Resumable, rank-aware batch order and per-sample augmentation seeds (exact resume: docs/pipeline.md#reliability).
 
 Epoch ``e`` visits ``perm_e`` = a permutation of the N training indices drawn from
 ``(seed, e)`` alone — real and generated images shuffled together with no fixed per-batch ratio
@@ -17,7 +17,7 @@ resumed at batch ``b`` replays exactly what the uninterrupted run would have see
 from __future__ import annotations
 
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -36,7 +36,8 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
     """Batches of ``(index, augmentation seed)`` for one epoch, this rank's share, from ``start_batch``."""
 
     def __init__(
-        self, n: int, batch_size: int, *, seed: int, epoch: int, rank: int = 0, world_size: int = 1, start_batch: int = 0
+        self, n: int, batch_size: int, *, seed: int, epoch: int, rank: int = 0, world_size: int = 1,
+        start_batch: int = 0
     ) -> None:
         if batch_size % world_size:
             raise ValueError(f"batch size {batch_size} is not divisible by the world size {world_size}")

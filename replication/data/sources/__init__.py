@@ -1,4 +1,4 @@
-"""Dataset adapters: each turns one raw dataset split into a :class:`SourceSplit` (SPEC §2-3).
+"""Dataset adapters: each turns one raw dataset split into a :class:`SourceSplit` (docs/datasets.md).
 
 An adapter only *reads* the official files and describes the records; ``replication.data.build``
 decodes, resizes and writes them into shards. Adapters register themselves by name in
@@ -7,13 +7,17 @@ decodes, resizes and writes them into shards. Adapters register themselves by na
 from __future__ import annotations
 
 import importlib
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
+import cv2
 import numpy as np
 
 from replication.errors import BadImageError, DataSourceError
+from replication.vocabulary import DATASETS
 
 
 @dataclass
@@ -44,17 +48,13 @@ class SourceSplit:
 
 
 class SourceOpener(Protocol):
-    def __call__(self, root: Path | None, split: str, *, seed: int = 0, tiny: bool = False, **options) -> SourceSplit: ...
+    def __call__(self, root: Path | None, split: str, *, seed: int = 0, tiny: bool = False,
+                 **options) -> SourceSplit: ...
 
 
-# name -> "module:function"; modules are imported lazily so a missing optional one never breaks the rest.
-SOURCES: dict[str, str] = {
-    "digits-mosaic": "replication.data.sources.digits_mosaic:open_split",
-    "coco2014": "replication.data.sources.coco2014:open_split",
-    "nus-wide": "replication.data.sources.nus_wide:open_split",
-    "wider-attribute": "replication.data.sources.wider_attribute:open_split",
-    "folder": "replication.data.sources.folder:open_split",
-}
+# name -> "module:function" (dataset ``nus-wide`` lives in module ``nus_wide``); modules are imported
+# lazily so a missing optional one never breaks the rest.
+SOURCES: dict[str, str] = {name: f"replication.data.sources.{name.replace('-', '_')}:open_split" for name in DATASETS}
 SPLITS = ("train", "test")
 
 
@@ -84,8 +84,6 @@ def open_source(
 
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as BGR uint8 with OpenCV; :class:`BadImageError` naming the file otherwise."""
-    import cv2
-
     p = Path(path)
     if not p.is_file():
         raise BadImageError(f"{p}: image file not found")
@@ -105,11 +103,9 @@ def require_file(path: Path, what: str) -> Path:
 
 def load_json(path: Path, what: str) -> object:
     """Load a JSON annotation file with a one-line error for a missing or malformed file."""
-    import json
-
     require_file(path, what)
     try:
-        with open(path, "r", encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise DataSourceError(f"{path}: malformed JSON ({e.msg} at line {e.lineno})") from None

@@ -1,4 +1,4 @@
-"""``coco2014``: MS-COCO 2014 as a multi-label classification set (SPEC §3, "Formats to read").
+"""``coco2014``: MS-COCO 2014 as a multi-label classification set (docs/datasets.md#ms-coco-2014-coco2014).
 
 Layout under ``root`` (the official release, unchanged)::
 

@@ -1,4 +1,6 @@
-"""``digits-mosaic``: the embedded default dataset, built from scikit-learn's bundled digits (SPEC §2).
+"""``digits-mosaic``: the embedded default dataset, built from scikit-learn's bundled digits.
+
+See docs/datasets.md#digits-mosaic-the-embedded-default.
 
 Each sample is a 32×32 RGB canvas holding 1–4 *distinct* handwritten digits (8×8 originals from
 ``sklearn.datasets.load_digits``, upscaled to 12–16 px), placed at random positions in random
@@ -42,7 +44,7 @@ TRAIN_POOL_FRACTION = 0.7
 
 def digit_pools() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The disjoint train/test pools of (8×8 float images scaled to [0, 1], class targets)."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # heavy: scikit-learn is loaded only to build digits-mosaic
 
     digits = load_digits()
     images = (digits.images / 16.0).astype(np.float32)

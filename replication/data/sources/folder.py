@@ -1,4 +1,6 @@
-"""``folder``: bring-your-own multi-label data as image files plus one CSV per split (SPEC §3).
+"""``folder``: bring-your-own multi-label data as image files plus one CSV per split.
+
+See docs/datasets.md#your-own-data-folder.
 
 Layout under ``root``::
 
@@ -53,7 +55,7 @@ def read_csv(path: Path) -> list[tuple[int, str, list[str]]]:
     """Rows of a split CSV as ``(line number, path, labels)``; a one-line error for a malformed file."""
     require_file(path, "folder-source CSV (header path,labels)")
     rows: list[tuple[int, str, list[str]]] = []
-    with open(path, "r", encoding="utf-8-sig", newline="") as f:
+    with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f)
         try:
             header = next(reader, None)
@@ -77,7 +79,7 @@ def read_csv(path: Path) -> list[tuple[int, str, list[str]]]:
 
 def read_classes(path: Path) -> list[str]:
     """Class names of ``classes.txt`` (one a line, blank lines skipped, no duplicates)."""
-    with open(path, "r", encoding="utf-8-sig") as f:
+    with open(path, encoding="utf-8-sig") as f:
         names = [line.strip() for line in f.read().splitlines() if line.strip()]
     if not names:
         raise DataSourceError(f"{path}: no class names")

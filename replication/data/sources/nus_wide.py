@@ -1,4 +1,4 @@
-"""``nus-wide``: NUS-WIDE with its 81 concepts, in SRN's split (SPEC §3, "Formats to read").
+"""``nus-wide``: NUS-WIDE with its 81 concepts, in SRN's split (docs/datasets.md#nus-wide-nus-wide).
 
 Layout under ``root`` (the official ConceptsList/ImageList/Groundtruth archives plus the images)::
 
@@ -49,7 +49,7 @@ _DRIVE = re.compile(r"^[A-Za-z]:/")
 def _read_lines(path: Path, what: str) -> list[str]:
     """Lines of a text file, stripped, with trailing blank lines removed (error if missing)."""
     require_file(path, what)
-    with open(path, "r", encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         lines = [line.strip() for line in f.read().splitlines()]
     while lines and not lines[-1]:
         lines.pop()
@@ -120,7 +120,9 @@ def read_labels(root: Path, split: str, concepts: list[str], n: int) -> np.ndarr
 def open_split(root: Path | None, split: str, *, seed: int = 0, tiny: bool = False) -> SourceSplit:
     """Describe split ``split`` of NUS-WIDE under ``root`` in SRN's filtering (key = relative path)."""
     if root is None:
-        raise DataSourceError("nus-wide needs --root: the folder holding ConceptsList/, ImageList/, Groundtruth/, Flickr/")
+        raise DataSourceError(
+            "nus-wide needs --root: the folder holding ConceptsList/, ImageList/, Groundtruth/, Flickr/"
+        )
     root = Path(root)
     concepts = read_concepts(root)
     paths = read_image_list(root, split)

@@ -1,4 +1,6 @@
-"""``wider-attribute``: WIDER-Attribute person crops with 14 attributes (SPEC §3, "Formats to read").
+"""``wider-attribute``: WIDER-Attribute person crops with 14 attributes.
+
+See docs/datasets.md#wider-attribute-wider-attribute.
 
 Layout under ``root`` (the official release: the annotation zip unpacked next to the image tgz)::
 
@@ -70,7 +72,9 @@ def check_attribute_map(data: dict, path: Path) -> list[str]:
     ids = [k for k, _ in items]
     names = [v for _, v in items]
     if ids != list(range(len(ATTRIBUTES))) or [_norm(n) for n in names] != [_norm(n) for n in ATTRIBUTES]:
-        raise DataSourceError(f"{path}: attribute_id_map {dict(items)} does not match the 14 WIDER attributes {ATTRIBUTES}")
+        raise DataSourceError(
+            f"{path}: attribute_id_map {dict(items)} does not match the 14 WIDER attributes {ATTRIBUTES}"
+        )
     return list(ATTRIBUTES)
 
 

@@ -1,0 +1,222 @@
+"""``spl gan train`` and ``spl gan sample``: run :mod:`gan_tf_port` on shard sets (the paper, Section 4.1).
+
+Run directory (``--out``): ``config.yaml`` (the resolved config), ``source.json`` (the training
+shard set's dataset name, class names, content hash and size), everything the trainer writes
+(``checkpoint.pt``, ``samples/`` with ``samples/real.png``, ``loss_curves.png``, ``history.json``),
+and ``done`` written last. A request for an existing run directory must match its config except
+the ``runtime``, ``resumable`` and ``location`` fields (:mod:`replication.gan.config`), and its
+shard set's content hash.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from gan_tf_port.dist import env_world
+from gan_tf_port.grid import save_grid
+from gan_tf_port.sample import iter_samples, load_checkpoint, load_generator
+from gan_tf_port.train import (
+    CHECKPOINT,
+    FIXED_SAMPLES,
+    CheckpointError,
+    GanTrainError,
+    TrainConfig,
+    resolve_device,
+    train,
+)
+from replication import config as C
+from replication.data.shards import SOURCE_GENERATED, ShardSet, ShardWriter, is_shard_set, load_manifest
+from replication.errors import ConfigError, ReplicationError, ShardError
+from replication.gan.config import GanTrainConfig
+from replication.gan.images import ShardGanImages, load_gan_images, minmax_stretch, save_real_grid
+from replication.io_utils import atomic_write_json, atomic_write_text
+from replication.vocabulary import DIGIT_DATASETS
+
+log = logging.getLogger(__name__)
+
+PRELOAD_LIMIT_BYTES = 4 << 30
+DONE = "done"
+REAL_GRID = "real.png"  # samples/real.png: the training images the GAN imitates
+#: Keys that may differ between a finished/partial run and a new request for the same run directory
+#: (the shard set is compared by its content hash instead of its path).
+_NOT_COMPARED = C.resumable_keys(GanTrainConfig) | C.marked_keys(GanTrainConfig, C.LOCATION)
+
+
+class GanTrainingError(ReplicationError):
+    """GAN training stopped (non-finite loss, interrupted, unusable checkpoint)."""
+
+
+# ------------------------------------------------------------------------------------------ train
+def _core(cfg_dict: Mapping[str, Any]) -> dict:
+    return {k: v for k, v in cfg_dict.items() if k not in _NOT_COMPARED}
+
+
+def _resolve(cfg: GanTrainConfig) -> tuple[dict, dict, ShardSet]:
+    """The resolved config (``flip`` decided), the ``source.json`` record and the training shards."""
+    if not cfg.data or not cfg.out:
+        raise ConfigError("gan config: both 'data' (a shard set) and 'out' (a run directory) are required")
+    data = Path(cfg.data)
+    manifest = load_manifest(data)
+    flip = cfg.flip if cfg.flip is not None else manifest.get("dataset") not in DIGIT_DATASETS
+    resolved = {**asdict(cfg), "flip": flip}
+    shards = ShardSet(data)
+    source = {"path": str(data.resolve()), "dataset": shards.dataset, "split": manifest.get("split"),
+              "class_names": shards.class_names, "content_hash": shards.content_hash, "num_records": len(shards)}
+    return resolved, source, shards
+
+
+def _check_run_dir(out: Path, resolved: dict, source: dict, resume: bool) -> bool:
+    """Whether ``out`` already holds this finished run; :class:`ConfigError` when it holds another one."""
+    cfg_path = out / "config.yaml"
+    if not cfg_path.exists():
+        if (out / CHECKPOINT).exists() and not resume:
+            raise GanTrainingError(f"{out}: holds a checkpoint but no config.yaml; use another --out")
+        return False
+    old = yaml.safe_load(cfg_path.read_text()) or {}
+    old_source = json.loads((out / "source.json").read_text()) if (out / "source.json").exists() else {}
+    same_data = old_source.get("content_hash") == source["content_hash"]
+    if _core(old) != _core(resolved) or not same_data:
+        changed = sorted(k for k in _core(resolved) if old.get(k) != resolved.get(k))
+        if not same_data:
+            changed.append("data (other shards)")
+        raise ConfigError(f"{out}: the run directory holds a GAN run with other settings ({', '.join(changed)})")
+    if (out / DONE).exists() and not resume:
+        if old.get("epochs") != resolved["epochs"]:
+            raise ConfigError(f"{out}: finished with epochs={old.get('epochs')}; pass --resume to continue it "
+                              f"to epochs={resolved['epochs']}")
+        return True
+    return False
+
+
+def _write_run_dir(out: Path, resolved: dict, source: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    atomic_write_json(out / "source.json", source)
+    if (out / DONE).exists():
+        (out / DONE).unlink()
+
+
+def _images(cfg: GanTrainConfig, n: int) -> torch.Tensor | Dataset:
+    """The training images: preloaded when they fit in :data:`PRELOAD_LIMIT_BYTES` (or ``cfg.preload``)."""
+    nbytes = n * 3 * cfg.size * cfg.size
+    preload = cfg.preload if cfg.preload is not None else nbytes <= PRELOAD_LIMIT_BYTES
+    if preload:
+        return load_gan_images(cfg.data, cfg.size, cfg.resize, progress=cfg.progress)
+    return ShardGanImages(cfg.data, cfg.size, cfg.resize)
+
+
+def _port_config(cfg: GanTrainConfig, flip: bool) -> TrainConfig:
+    """The :mod:`gan_tf_port` trainer's config of ``cfg``."""
+    return TrainConfig(arch=cfg.arch, size=cfg.size, width=cfg.width, batch_size=cfg.batch, epochs=cfg.epochs,
+                       adam=cfg.adam, seed=cfg.seed, flip=flip, sample_every=cfg.sample_every,
+                       checkpoint_every=cfg.checkpoint_every_iters, log_every=cfg.log_every,
+                       max_iters=cfg.max_iters, device=cfg.device, compile=cfg.compile,
+                       num_workers=cfg.num_workers, progress=cfg.progress)
+
+
+def _run_trainer(cfg: GanTrainConfig, flip: bool, images: torch.Tensor | Dataset, out: Path, resume: bool) -> None:
+    """Call the trainer; its errors become :class:`GanTrainingError` / :class:`ConfigError`; ``done`` when finished."""
+    try:
+        result = train(_port_config(cfg, flip), images, out, resume=resume,
+                       transform=minmax_stretch if cfg.minmax_stretch else None)
+    except CheckpointError as e:
+        raise GanTrainingError(f"{out}: {e} (pass --resume to continue it)") from None
+    except GanTrainError as e:
+        raise GanTrainingError(f"{out}: {e}") from None
+    except ValueError as e:  # e.g. fewer images than one batch
+        raise ConfigError(f"{Path(cfg.data)}: {e}") from None
+    if result.status == "interrupted":
+        raise GanTrainingError(f"{out}: interrupted at iteration {result.iteration}/{result.total_iters}; "
+                               "checkpoint saved, continue with --resume")
+    if result.status == "done":
+        atomic_write_text(out / DONE, f"iteration {result.iteration}\n")
+
+
+def train_gan(cfg: GanTrainConfig, *, resume: bool = False) -> Path:
+    """Train ``cfg.arch`` on the shard set ``cfg.data`` into the run directory ``cfg.out``; returns it.
+
+    A run whose ``done`` marker exists is not trained again (same settings) unless ``resume`` is set
+    (which continues it, e.g. with more epochs). A partial run needs ``resume``. Raises
+    :class:`GanTrainingError` on a non-finite loss or a signal (the checkpoint is kept).
+    """
+    cfg.validate()
+    resolved, source, shards = _resolve(cfg)
+    out = Path(cfg.out)
+    if _check_run_dir(out, resolved, source, resume):
+        log.info("%s: already done", out)
+        return out
+    _write_run_dir(out, resolved, source)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    images = _images(cfg, len(shards))
+    if env_world()[0] == 0:
+        save_real_grid(images, out / "samples" / REAL_GRID, FIXED_SAMPLES[cfg.arch])
+    _run_trainer(cfg, resolved["flip"], images, out, resume)
+    return out
+
+
+# ----------------------------------------------------------------------------------------- sample
+def _write_samples(g: torch.nn.Module, arch: str, n: int, out: Path, source: dict, extra: dict, *, seed: int,
+                   batch: int, device: torch.device) -> np.ndarray:
+    """Write ``n`` samples of ``g`` into the shard set ``out``; returns the first ones for the grid."""
+    grid_n = FIXED_SAMPLES[arch]
+    grid_parts: list[np.ndarray] = []
+    with ShardWriter(out, dataset=source.get("dataset", ""), split=f"generated-{arch}",
+                     class_names=source["class_names"], encoding="png", label_kind="none", extra=extra) as w:
+        i = 0
+        for imgs in tqdm(iter_samples(g, n, seed=seed, batch=batch, device=device), desc=f"sample {arch}",
+                         unit="batch", total=-(-n // batch), disable=n <= batch):
+            if sum(len(p) for p in grid_parts) < grid_n:
+                grid_parts.append(imgs[:grid_n])
+            for img in imgs:
+                w.add(np.ascontiguousarray(img[:, :, ::-1]), label=None, key=f"{arch}-s{seed}-{i:07d}",
+                      source=SOURCE_GENERATED)
+                i += 1
+    return np.concatenate(grid_parts)[:grid_n]
+
+
+def sample_gan(run: str | Path, n: int, out: str | Path, *, seed: int = 0, batch: int = 256) -> Path:
+    """Generate ``n`` images with the GAN of run directory ``run`` into a shard set at ``out``; returns ``out``.
+
+    The shard set is PNG-encoded, unlabeled (``label_kind='none'``, NaN labels), every record has
+    ``source = SOURCE_GENERATED`` and the class names of the GAN's training shards; a grid of the
+    first 64 (DCGAN) / 100 (WGAN-GP) samples is written beside it as ``<out>-grid.png``. The same
+    (run, n, seed, batch) gives identical shards; an existing identical set is returned as is.
+    """
+    run, out = Path(run), Path(out)
+    if n < 1 or batch < 1:
+        raise ConfigError(f"gan sample: need n >= 1 and batch >= 1, got n={n}, batch={batch}")
+    ckpt_path = run / CHECKPOINT
+    if not ckpt_path.is_file() or not (run / "source.json").is_file():
+        raise ShardError(f"{run}: not a GAN run directory (no {CHECKPOINT} or source.json)")
+    if not (run / DONE).exists():
+        log.warning("%s: training is not finished; sampling from its last checkpoint", run)
+    source = json.loads((run / "source.json").read_text())
+    ckpt = load_checkpoint(ckpt_path)
+    arch, iteration = ckpt["model"]["arch"], int(ckpt["iteration"])
+    extra = {"generator": arch, "gan_run": str(run.resolve()), "gan_iteration": iteration, "seed": seed,
+             "batch": batch, "n": n}
+    if is_shard_set(out):
+        existing = load_manifest(out).get("extra", {})
+        if all(existing.get(k) == v for k, v in extra.items()):
+            log.info("%s: identical samples already exist", out)
+            return out
+    device = resolve_device("auto")
+    g = load_generator(ckpt_path, device=device)
+    del ckpt
+    grid = _write_samples(g, arch, n, out, source, extra, seed=seed, batch=batch, device=device)
+    save_grid(grid, out.parent / f"{out.name}-grid.png")
+    return out
+
+
+__all__ = ["DONE", "GanTrainingError", "sample_gan", "train_gan"]

@@ -1,0 +1,92 @@
+"""The shared benchmark harness: percentiles against numpy, timing counts, atomic and device-keyed
+result files (no speed is asserted), and a tiny end-to-end run of a benchmark into tmp_path."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from replication.benchmarks import harness
+from replication.commands.bench import command as bench
+
+SAMPLES = [[3.0], [2.0, 1.0], [5.0, 1.0, 4.0, 2.0, 3.0], list(np.random.default_rng(0).random(37))]
+
+
+@pytest.mark.parametrize("xs", SAMPLES)
+def test_percentiles_match_numpy(xs):
+    for q in (0, 20, 50, 80, 100):
+        assert harness.percentile(xs, q) == pytest.approx(float(np.percentile(xs, q)), abs=1e-12)
+    s = harness.summarize(xs, digits=12)
+    assert s["median"] == pytest.approx(float(np.median(xs))) and s["reps"] == len(xs)
+    assert s["min"] <= s["p20"] <= s["median"] <= s["p80"]
+    with pytest.raises(ValueError):
+        harness.percentile([], 50)
+
+
+def test_time_calls_counts_warmup_setup_and_samples():
+    calls = {"fn": 0, "setup": 0, "sync": 0}
+    t = harness.time_calls(lambda: calls.__setitem__("fn", calls["fn"] + 1), warmup=2, reps=5,
+                           setup=lambda: calls.__setitem__("setup", calls["setup"] + 1),
+                           sync=lambda: calls.__setitem__("sync", calls["sync"] + 1))
+    assert len(t.samples) == 5 and calls == {"fn": 7, "setup": 7, "sync": 6}  # one sync after warm-up
+    assert t.total_s == pytest.approx(sum(t.samples)) and t.device_samples is None
+    t = harness.time_calls(lambda: None, warmup=0, min_reps=3, max_reps=4, min_time_s=10.0)
+    assert len(t.samples) == 4  # max_reps caps the time-based loop
+    t = harness.time_calls(lambda: None, warmup=0, min_reps=3, max_reps=100, min_time_s=0.0)
+    assert len(t.samples) == 3
+
+
+def test_machine_info_and_device_keyed_names_never_collide():
+    m = harness.machine_info("cpu")
+    assert m["device"] == "cpu" and m["device_slug"].startswith("cpu-") and m["torch_threads"] >= 1
+    assert {"torch", "numpy", "numba", "python", "device_name"} <= set(m) and "hostname" not in m
+    cpu1 = dict(m, device_slug=harness.slug("cpu-AMD EPYC"), torch_threads=1)
+    machines = (cpu1, dict(cpu1, torch_threads=2), dict(cpu1, device_slug=harness.slug("cuda-NVIDIA H200")))
+    names = {harness.result_name(b, m) for b in ("loader", "metrics", "kernels", "gan", "train") for m in machines}
+    assert len(names) == 15
+    assert harness.result_name("gan", cpu1) == "gan-cpu-amd-epyc-t1.json"
+    assert harness.slug("cuda-NVIDIA H100 80GB HBM3") == "cuda-nvidia-h100-80gb-hbm3"
+
+
+def test_write_result_is_atomic_and_keyed(tmp_path, monkeypatch):
+    m = dict(harness.machine_info("cpu"), device_slug="cpu-x", torch_threads=3)
+    rec = harness.record("gan", m, {"a": 1}, [{"v": 1}])
+    path = harness.write_result(rec, tmp_path)
+    assert path == tmp_path / "gan-cpu-x-t3.json" and harness.read_result(path)["results"] == [{"v": 1}]
+    gpu = harness.record("gan", dict(m, device_slug="cuda-y"), {}, [{"v": 2}])
+    assert harness.write_result(gpu, tmp_path) != path and harness.read_result(path)["results"] == [{"v": 1}]
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        harness.write_result(dict(rec, results=[{"v": 99}]), tmp_path)
+    assert harness.read_result(path)["results"] == [{"v": 1}]  # old content intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gan-cpu-x-t3.json", "gan-cuda-y-t3.json"]  # no temp left
+
+
+def test_bench_metrics_end_to_end_into_results_dir(tmp_path):
+    res = CliRunner().invoke(bench, ["metrics", "--quick", "--results-dir", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    m = harness.machine_info("cpu")
+    files = list(tmp_path.iterdir())
+    assert [f.name for f in files] == [harness.result_name("metrics", m)]
+    rec = json.loads(files[0].read_text())
+    assert rec["machine"]["device_slug"] == m["device_slug"] and rec["conditions"]["images"] == 500
+    row = rec["results"][0]
+    assert row["implementation"] == "vectorised" and row["p20_s"] <= row["median_s"] <= row["p80_s"]
+
+
+def test_bench_kernels_json_rows_merge_per_device(tmp_path):
+    args = ["kernels", "--quick", "--results-dir", str(tmp_path), "--device", "cpu", "--providers", "torch-eager"]
+    assert CliRunner().invoke(bench, args + ["--ops", "assign_labels"]).exit_code == 0
+    res = CliRunner().invoke(bench, args + ["--ops", "soft_cross_entropy"])
+    assert res.exit_code == 0, res.output
+    (path,) = tmp_path.iterdir()
+    assert path.name == harness.result_name("kernels", harness.machine_info("cpu"))
+    rows = json.loads(path.read_text())["results"]
+    assert {r["op"] for r in rows} == {"assign_labels", "soft_cross_entropy"}  # the second run merged
+    assert all(r["status"] == "ok" and r["p20"] <= r["p50"] <= r["p80"] for r in rows)
