@@ -31,7 +31,7 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         # ruff is pinned: its rules change between releases, and `make lint` must give the same verdict.
-        "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3", "ruff==0.17.6"],
+        "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3", "ruff==0.17.6", "timm>=1.0"],
         "timm": ["timm>=1.0"],
     },
     entry_points={"console_scripts": ["spl=replication.cli:main"]},

@@ -1,7 +1,8 @@
 """Atomic file writes for the GAN trainer (``gan_tf_port`` never imports ``replication``, ``docs/gan.md``).
 
 Each writer writes a temporary file in the target's folder, fsyncs it and renames it into place,
-so an interrupted write never leaves a half-written checkpoint, image or JSON file.
+so an interrupted write never leaves a half-written checkpoint, image or JSON file. Files get the
+user's umask (mode ``0o666 & ~umask``), as files opened directly would.
 """
 from __future__ import annotations
 
@@ -14,6 +15,16 @@ from typing import Any
 
 import torch
 
+_UMASK: list[int] = []
+
+
+def _file_mode() -> int:
+    """``0o666 & ~umask``, the mode ``open()`` gives a new file (``mkstemp`` would leave 0600)."""
+    if not _UMASK:
+        _UMASK.append(os.umask(0o022))
+        os.umask(_UMASK[0])
+    return 0o666 & ~_UMASK[0]
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` then atomically rename the temporary file to ``path``."""
@@ -22,6 +33,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, _file_mode())
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())

@@ -8,6 +8,8 @@ after batch, so the same (seed, batch) always yields the same images on the same
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -20,12 +22,27 @@ from gan_tf_port.grid import to_uint8
 MODEL_KEYS = ("arch", "size", "width", "channels", "z_dim")
 
 
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint holds pickled objects other than tensors and plain containers (refused unread)."""
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Load a trainer checkpoint (a dict written by :func:`gan_tf_port.train.train`).
 
-    It is our own file (not only tensors), so it is loaded with ``weights_only=False``.
+    Checkpoints hold only tensors and plain containers, so they are loaded with ``weights_only=True``:
+    a file that needs any other type (e.g. a pickled payload that would run code) raises
+    :class:`UnsafeCheckpointError` (one line, naming the file) and nothing in it is executed.
     """
-    return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported [^.]*", str(e))
+        detail = found.group(0) if found else " ".join(str(e).split())[:120]
+        raise UnsafeCheckpointError(f"{path}: refusing to load a checkpoint holding objects other than tensors and "
+                                    f"plain values ({detail[:160]})") from None
+    if not isinstance(ckpt, dict) or not {"model", "G", "iteration"} <= set(ckpt):
+        raise UnsafeCheckpointError(f"{path}: not a gan_tf_port checkpoint")
+    return ckpt
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:

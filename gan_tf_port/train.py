@@ -13,7 +13,9 @@ and ``samples/final.png``, ``loss_curves.png`` and ``history.json`` (losses aver
 Exact resume: the checkpoint holds both models and optimisers, the iteration, the data stream's
 (epoch, position), the trainer's noise generator, the fixed z, the partial loss window, and the
 global torch/numpy/python RNG states; all randomness of a run comes from seeded generators that the
-checkpoint restores, so on CPU a resumed run is bit-identical to an uninterrupted one.
+checkpoint restores, so on CPU a resumed run is bit-identical to an uninterrupted one. The checkpoint
+holds only tensors and plain containers (the NumPy and ``random`` states converted) and is read with
+``torch.load(weights_only=True)``, so loading one never runs code from the file.
 
 A non-finite loss stops training with :class:`NonFiniteLossError` before anything is saved, so the
 last good checkpoint stays in place. SIGINT/SIGTERM finish the current iteration, save a checkpoint
@@ -40,7 +42,7 @@ from gan_tf_port.data import BatchStream
 from gan_tf_port.grid import plot_losses, save_grid
 from gan_tf_port.io import atomic_torch_save, atomic_write_json
 from gan_tf_port.optim import make_adam
-from gan_tf_port.sample import load_checkpoint
+from gan_tf_port.sample import UnsafeCheckpointError, load_checkpoint
 from gan_tf_port.steps import Noise, dcgan_iteration, wgan_gp_iteration
 
 log = logging.getLogger(__name__)
@@ -170,7 +172,13 @@ class _SignalFlag:
 
 
 def _rng_state(device: torch.device) -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """The global RNG states as tensors and plain values (loadable with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+             "python": {"version": version, "internal": list(internal), "gauss": gauss}}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
@@ -178,8 +186,10 @@ def _rng_state(device: torch.device) -> dict:
 
 def _set_rng_state(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    n, p = state["numpy"], state["python"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
 
@@ -307,8 +317,11 @@ class GanTrainer:
         """Continue from ``out_dir/checkpoint.pt``; :class:`CheckpointError` if unreadable or of other settings."""
         try:
             ckpt = load_checkpoint(self.ckpt_path)
+        except UnsafeCheckpointError as e:
+            raise CheckpointError(str(e)) from None
         except Exception as e:  # corrupt or truncated file
-            raise CheckpointError(f"{self.ckpt_path}: unreadable checkpoint ({e})") from None
+            msg = " ".join(str(e).split())[:200]
+            raise CheckpointError(f"{self.ckpt_path}: unreadable checkpoint ({type(e).__name__}: {msg})") from None
         self._check_compatible(ckpt)
         self.G.load_state_dict(ckpt["G"])
         self.D.load_state_dict(ckpt["D"])

@@ -1,4 +1,9 @@
-"""Atomic file writes: write to a temporary name in the same folder, fsync, rename into place."""
+"""Atomic file writes (write to a temporary name in the same folder, fsync, rename into place) and the
+rules for output folders: never one that is, holds or lies inside an input, never the working folder.
+
+Files keep the user's umask: ``mkstemp`` creates its file with mode 0600, so it is set to
+``0o666 & ~umask`` before the rename, as ``open()`` would have.
+"""
 from __future__ import annotations
 
 import json
@@ -9,6 +14,49 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from replication.errors import ReplicationError
+
+_UMASK: int | None = None
+
+
+class OutputPathError(ReplicationError):
+    """An output path that may not be written (it is, holds or lies inside an input, or is the cwd)."""
+
+
+def file_mode() -> int:
+    """``0o666 & ~umask``: the mode ``open()`` gives a new file (the umask is read once per process)."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return 0o666 & ~_UMASK
+
+
+def _within(a: Path, b: Path) -> bool:
+    return a == b or b in a.parents
+
+
+def check_output_path(out: str | os.PathLike, *inputs: tuple[str, str | os.PathLike | None],
+                      may_lie_inside: bool = False) -> Path:
+    """Refuse an output ``out`` that is the working folder (or holds it), or that equals, holds or (unless
+    ``may_lie_inside``) lies inside one of the ``(what, path)`` ``inputs``; a symlink ``out`` is refused
+    too. Returns ``out``."""
+    out = Path(out)
+    if out.is_symlink():
+        raise OutputPathError(f"{out}: --out is a symbolic link; give the real folder")
+    real = Path(os.path.realpath(out))
+    if _within(Path(os.path.realpath(os.getcwd())), real):
+        raise OutputPathError(f"{out}: --out is the working folder or holds it; give a new folder")
+    for what, path in inputs:
+        if path is None:
+            continue
+        other = Path(os.path.realpath(path))
+        if _within(other, real):
+            raise OutputPathError(f"{out}: --out must not be or hold {what} {path}")
+        if not may_lie_inside and _within(real, other):
+            raise OutputPathError(f"{out}: --out must lie outside {what} {path}")
+    return out
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
@@ -22,6 +70,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, file_mode())
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from kernels import assign_labels
 from replication.data.labelfile import write_label_file
 from replication.data.shards import ShardSet
 from replication.errors import ConfigError, ShardError
+from replication.locking import output_lock
 from replication.predictions import read_preds
 from replication.vocabulary import RULES, SCORELESS_RULES, SPL_INPUTS
 
@@ -83,6 +85,18 @@ def assign_label_file(
         raise ConfigError(f"unknown labeling rule {rule!r}; expected one of {', '.join(RULES)}")
     if spl_input not in SPL_INPUTS:
         raise ConfigError(f"--spl-input {spl_input!r}: expected one of {', '.join(SPL_INPUTS)}")
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise ConfigError(f"--temperature {temperature}: T of softmax(v/T) must be a finite number > 0")
+    out = Path(out)
+    if out.exists() and not out.is_file() or out.is_symlink():
+        raise ConfigError(f"{out}: --out must be a label file (.h5), not a folder or a symbolic link")
+    with output_lock(out):
+        return _assign_locked(rule, scores, Path(generated), out, k=k, spl_input=spl_input, temperature=temperature,
+                              seed=seed)
+
+
+def _assign_locked(rule: str, scores: Path | None, generated: Path, out: Path, *, k: int, spl_input: str,
+                   temperature: float, seed: int) -> Path:
     shard_set = ShardSet(generated)
     m, c = len(shard_set), shard_set.num_classes
     if not 1 <= k <= c and rule in ("random", "pseudo"):
@@ -100,7 +114,6 @@ def assign_label_file(
         torch.from_numpy(logits), rule, k=k, spl_input=spl_input, temperature=temperature, generator=gen
     )
     labels = labels.detach().cpu().numpy().astype(np.float32)
-    out = Path(out)
     write_label_file(out, labels, shard_set, rule=rule, params=params)
     log.info("%s labels for %d generated images of %s → %s", rule, m, generated, out)
     return out

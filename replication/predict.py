@@ -12,11 +12,12 @@ import torch
 
 from replication.data.shards import ShardSet
 from replication.data.transforms import CaffeTestTransform
-from replication.errors import ShardError
+from replication.errors import ConfigError, ShardError
+from replication.locking import output_lock
 from replication.models import build_model
 from replication.predictions import score_images, write_preds
 from replication.training.checkpoint import MODEL, load_model_file
-from replication.training.config import load_train_config
+from replication.training.config import load_train_config, run_input_norm
 from replication.training.distributed import resolve_device
 
 log = logging.getLogger(__name__)
@@ -30,21 +31,33 @@ def predict(run_dir: Path, data: Path, out: Path, *, batch_size: int = 256, devi
     Refuses a shard set whose class names differ from the model's.
     """
     run_dir, data, out = Path(run_dir), Path(data), Path(out)
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size {batch_size}: must be >= 1")
+    with output_lock(out):  # one writer per preds file
+        return _predict_locked(run_dir, data, out, batch_size=batch_size, device=device)
+
+
+def _predict_locked(run_dir: Path, data: Path, out: Path, *, batch_size: int, device: str | None) -> Path:
     bundle = load_model_file(run_dir / MODEL)
     cfg = load_train_config(run_dir / "config.yaml")
     shard_set = ShardSet(data)
     if shard_set.class_names != bundle["class_names"]:
         raise ShardError(f"{data}: class names {shard_set.class_names[:5]}… differ from the model's in {run_dir}")
     dev = resolve_device(device or cfg.device)
-    model = build_model(bundle["model"], bundle["num_classes"])
-    model.load_state_dict(bundle["state_dict"])
+    try:
+        model = build_model(bundle["model"], bundle["num_classes"])
+        model.load_state_dict(bundle["state_dict"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        msg = " ".join(str(e).split())[:200]
+        raise ConfigError(f"{run_dir / MODEL}: its weights do not fit model {bundle['model']!r} ({msg})") from None
     on_cuda = dev.type == "cuda"
     amp = on_cuda if cfg.amp is None else cfg.amp  # the same rule as training
     cl = on_cuda if cfg.channels_last is None else cfg.channels_last
     model.to(dev)
     if cl:
         model.to(memory_format=torch.channels_last)
-    transform = CaffeTestTransform(cfg.data.crop, cfg.data.load_size, mode=cfg.data.test_mode)
+    transform = CaffeTestTransform(cfg.data.crop, cfg.data.load_size, mode=cfg.data.test_mode,
+                                   input_norm=run_input_norm(cfg))  # the normalisation the run trained with
     logits = score_images(
         model, shard_set, transform, batch_size=batch_size, device=dev, num_workers=cfg.data.num_workers,
         amp=amp, channels_last=cl, progress=True,

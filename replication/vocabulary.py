@@ -65,3 +65,14 @@ def row_label(row: str) -> str:
 def metric_label(key: str) -> str:
     """Column header of a metric key: ``"top3/F1-C"`` → ``"Top-3 F1-C"``."""
     return "Top-3 " + key[len(TOP3_PREFIX):] if key.startswith(TOP3_PREFIX) else key
+
+# -- input normalisation of the classifier (docs/decisions.md, "Pretrained weights") ---------------
+#: ``caffe``: BGR, 0–255, minus the mean (104, 117, 123), no std (SRN); ``imagenet``: RGB on 0–1, minus
+#: ImageNet's mean, over its std (torchvision); ``inception``: RGB on 0–1, minus 0.5, over 0.5 (what
+#: timm's ``resnetv2_101.a1h_in1k`` was trained with).
+INPUT_NORMS = ("caffe", "imagenet", "inception")
+#: The RGB mean and std (on the 0–1 scale) of the non-Caffe input normalisations.
+INPUT_NORM_RGB_STATS = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "inception": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+}

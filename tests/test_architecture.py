@@ -235,7 +235,7 @@ def test_function_level_imports_only_for_optional_dependencies(repo_graph) -> No
 #: The layers of docs/architecture.md: a module may import only from its own group or a lower layer.
 LAYERS = {
     "kernels": 0, "gan_tf_port": 0, "replication": 0, "replication.errors": 0, "replication.vocabulary": 0,
-    "replication.io_utils": 1, "replication.config": 1,
+    "replication.io_utils": 1, "replication.locking": 1, "replication.config": 1,
     "replication.data": 2, "replication.models": 2, "replication.metrics": 2, "replication.plots": 2,
     "replication.paper_table": 2,
     "replication.predictions": 3, "replication.gallery": 3,

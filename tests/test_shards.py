@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -111,13 +112,62 @@ def test_interrupted_build_leaves_no_shard_set_and_next_build_starts_clean(tmp_p
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert proc.returncode != 0
-    assert out.exists() and (out / "part-00000.h5").exists()
-    assert not (out / MANIFEST).exists() and not is_shard_set(out)
-    with pytest.raises(ShardError, match="not a shard set"):
+    # The set was written into a sibling build folder; --out itself was never created.
+    leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".s.building-")]
+    assert len(leftovers) == 1 and (leftovers[0] / "part-00000.h5").exists()
+    assert not out.exists() and not is_shard_set(out)
+    with pytest.raises(ShardError, match="no such shard set"):
         ShardSet(out)
     _write(out, n=5, per_shard=10)
     assert sorted(p.name for p in out.iterdir()) == [MANIFEST, "part-00000.h5"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # the dead writer's build folder is gone
     assert len(ShardSet(out)) == 5
+
+
+def test_old_interrupted_build_in_out_is_replaced_but_user_files_are_not(tmp_path):
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / "part-00000.h5").write_bytes(b"partial")
+    (out / "part-00001.h5.tmp").write_bytes(b"partial")
+    _write(out, n=5, per_shard=10)  # only our own files: replaced
+    assert len(ShardSet(out)) == 5
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "thesis.tex").write_text("precious")
+    with pytest.raises(ShardError, match="not part of a shard set.*thesis.tex"):
+        _write(user)
+    assert (user / "thesis.tex").read_text() == "precious"
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ShardError, match="notes.txt"):
+        _write(out, overwrite=True)
+    assert (out / "notes.txt").exists() and len(ShardSet(out)) == 5
+
+
+def test_read_refuses_a_flipped_byte_and_wrong_counts(tmp_path):
+    _write(tmp_path / "s")
+    shard = tmp_path / "s" / "part-00001.h5"
+    with h5py.File(shard, "r+") as f:
+        f["labels"][0, 0] = 1 - f["labels"][0, 0]
+    s = ShardSet(tmp_path / "s")
+    assert s[0].key  # shard 0 is intact
+    with pytest.raises(ShardError, match="part-00001.h5: SHA-256 does not match"):
+        s.labels()
+    _write(tmp_path / "t")
+    manifest = json.loads((tmp_path / "t" / MANIFEST).read_text())
+    manifest["shards"][0]["count"] += 3
+    manifest["num_records"] += 3
+    (tmp_path / "t" / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ShardError, match="rows, the manifest says"):
+        ShardSet(tmp_path / "t").labels()
+
+
+def test_verify_reports_unexpected_part_files(tmp_path):
+    _write(tmp_path / "s")
+    shutil.copy(tmp_path / "s" / "part-00000.h5", tmp_path / "s" / "part-00099.h5")
+    (tmp_path / "s" / "stray.txt").write_text("x")
+    problems = verify_shard_set(tmp_path / "s")
+    assert any("part-00099.h5: unexpected part file" in p for p in problems)
+    assert any("stray.txt: unexpected file" in p for p in problems)
 
 
 def test_verify_detects_edited_and_truncated_shards(tmp_path):

@@ -14,7 +14,7 @@ from replication.data.labelfile import write_label_file
 from replication.data.shards import SOURCE_GENERATED, ShardSet, ShardWriter
 from replication.errors import ConfigError
 from replication.train import TrainConfig, TrainingError, TrainingInterrupted, load_train_config, train
-from replication.training.config import config_to_yaml, list_presets
+from replication.training.config import config_to_yaml, list_presets, resolve_input_norm
 from replication.training.sampler import EpochBatchSampler, SeededDataset
 
 # Small, fast settings on the tiny digits set (240 train / 120 test): 7 iterations per epoch.
@@ -164,7 +164,7 @@ def test_run_directory_contents(reference_run, tiny_digits):
     hist = json.loads((out / "history.json").read_text())
     assert hist["epoch"] == [1, 2] and hist["iteration"] == [7, 14]
     assert hist["lr"] == [pytest.approx(0.1), pytest.approx(0.01)]  # ×0.1 at milestone 1
-    assert load_train_config(out / "config.yaml") == tiny_cfg(tiny_digits)
+    assert load_train_config(out / "config.yaml") == resolve_input_norm(tiny_cfg(tiny_digits))  # input_norm: caffe
     ck = torch.load(out / "checkpoint.pt", weights_only=False)
     assert (ck["epoch"], ck["batch_in_epoch"], ck["global_step"]) == (2, 0, 14)
 

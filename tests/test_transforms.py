@@ -67,3 +67,35 @@ def test_bad_arguments():
         CaffeTrainTransform(crop=9, load_size=8)
     with pytest.raises(ValueError):
         CaffeTestTransform(size=4, load_size=8, mode="zoom")
+
+
+@pytest.mark.parametrize("norm, mean, std", [
+    ("imagenet", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    ("inception", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+])
+def test_rgb_input_norms_against_a_hand_computation(norm, mean, std):
+    img = np.zeros((4, 4, 3), np.uint8)
+    img[...] = (10, 100, 250)  # B, G, R
+    out = CaffeTestTransform(4, 4, input_norm=norm)(img)
+    rgb = (250, 100, 10)
+    for c in range(3):
+        want = (rgb[c] / 255.0 - mean[c]) / std[c]
+        assert torch.allclose(out[c], torch.full((4, 4), want), atol=1e-6), (c, out[c, 0, 0], want)
+    caffe = CaffeTestTransform(4, 4)(img)  # the default: BGR minus (104, 117, 123), no std
+    assert torch.equal(caffe[:, 0, 0], torch.tensor([10 - 104.0, 100 - 117.0, 250 - 123.0]))
+    assert torch.equal(caffe, CaffeTestTransform(4, 4, input_norm="caffe")(img))
+
+
+def test_train_transform_input_norm_keeps_the_crop_and_flip_stream():
+    img = _ramp()
+    torch.manual_seed(3)
+    caffe = CaffeTrainTransform(crop=6, load_size=8, flip=True)(img)
+    torch.manual_seed(3)
+    rgb = CaffeTrainTransform(crop=6, load_size=8, flip=True, input_norm="imagenet")(img)
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    bgr_255 = caffe + torch.tensor(CAFFE_MEAN_BGR)[:, None, None]
+    want = (bgr_255.flip(0) / 255.0 - torch.tensor(mean, dtype=torch.float32)[:, None, None]) \
+        / torch.tensor(std, dtype=torch.float32)[:, None, None]
+    assert torch.allclose(rgb, want, atol=1e-5)
+    with pytest.raises(ValueError, match="input normalisation"):
+        CaffeTrainTransform(crop=6, load_size=8, input_norm="rgb")

@@ -82,6 +82,7 @@ class KernelsConfig:
     warmup: int = 3
     seed: int = 0
     threads: int | None = None                   # set torch's and numba's thread counts (None: leave)
+    rules: tuple[str, ...] = RULES               # assign_labels rules to time
 
     def __post_init__(self) -> None:
         if self.quick:
@@ -156,7 +157,7 @@ def _pure_rule(rule: str) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def _assign_cases(cfg: KernelsConfig, device: str) -> Iterable[tuple[str, int, int]]:
-    for rule in RULES:
+    for rule in cfg.rules:
         for n in cfg.step_n:
             for c in cfg.classes:
                 yield rule, n, c
@@ -251,7 +252,7 @@ def run_kernels(cfg: KernelsConfig, progress: Callable[[Iterable], Iterable] | N
     rows = measure_rows(cfg, progress)
     conditions = {"quick": cfg.quick, "providers": list(cfg.providers) if cfg.providers else "all",
                   "ops": list(cfg.ops), "min_time_s": cfg.min_time_s, "max_reps": cfg.max_reps, "warmup": cfg.warmup,
-                  "seed": cfg.seed}
+                  "seed": cfg.seed, "rules": list(cfg.rules)}
     return {d: harness.record("kernels", harness.machine_info(d), conditions, [r for r in rows if r["device"] == d])
             for d in cfg.devices}
 

@@ -39,6 +39,8 @@ from replication.training.config import load_train_config
 from replication.training.loop import compute_loss
 
 C = 80
+CASES = ("embedded", "r101")  # "r101" is the reduced R101 case on CPU
+MODES = ("eager", "cl+amp", "compile")
 
 
 @dataclasses.dataclass
@@ -53,6 +55,9 @@ class TrainBenchConfig:
     cpu_amp: bool = False
     cpu_compile: bool = False
     steps: int | None = None
+    cases: tuple[str, ...] | None = None      # subset of CASES (None: all)
+    modes: tuple[str, ...] | None = None      # subset of MODES (None: the device's defaults)
+    r101_batches: tuple[int | str, ...] | None = None  # CUDA R101 batches, ints or "max" (None: 24, max)
 
 
 def _write_shards(path: Path, n: int, size: int, encoding: str, classes: int, seed: int = 0) -> Path:
@@ -140,11 +145,13 @@ def _cases(cfg: TrainBenchConfig, on_cuda: bool) -> list[dict]:
                   batches=[8 if cfg.quick else 64])]
     if on_cuda:
         cases.append(dict(case="r101", model="preact_resnet101", crop=224, load=256, encoding="jpeg", classes=C,
-                          batches=[24, "max"]))
+                          batches=list(cfg.r101_batches or (24, "max"))))
     else:
         size = 32 if cfg.quick else cfg.cpu_r101_size
         cases.append(dict(case="r101-reduced", model="preact_resnet101", crop=size, load=size + size // 7,
                           encoding="jpeg", classes=C, batches=[2 if cfg.quick else 4]))
+    if cfg.cases:
+        cases = [c for c in cases if c["case"].split("-")[0] in cfg.cases]
     return cases
 
 
@@ -175,6 +182,8 @@ def run_train(cfg: TrainBenchConfig) -> dict:
              + (["compile"] if on_cuda or cfg.cpu_compile else []))
     if cfg.quick:
         modes, workers = ["eager"], 0
+    if cfg.modes:
+        modes = list(cfg.modes)
     n_steps = cfg.steps or (2 if cfg.quick else 20 if on_cuda else 5)
     warmup = 1 if cfg.quick else 5 if on_cuda else 2
     rows = []

@@ -1,4 +1,5 @@
-"""``spl bench …``: the five benchmarks' command line (the measuring code is in ``replication/benchmarks/``).
+"""``spl bench …``: the five benchmarks' command line (the measuring code is in ``replication/benchmarks/``),
+and ``spl bench gpu-check``, which runs the GPU stages of them in one call (:mod:`replication.benchmarks.gpu_check`).
 
 Each result goes to ``<results-dir>/<bench>-<device-slug>-t<threads>.json`` (default results dir
 ``benchmarks/results``; :mod:`replication.benchmarks.harness`), so a run on one device or thread
@@ -13,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from replication.benchmarks import gan as gan_bench
-from replication.benchmarks import harness
+from replication.benchmarks import gpu_check, harness
 from replication.benchmarks import kernels as kernels_bench
 from replication.benchmarks import loader as loader_bench
 from replication.benchmarks import metrics as metrics_bench
@@ -91,8 +92,16 @@ def metrics_command(n: int, c: int, seed: int, repeats: int, out: Path | None, r
               help="Comma-separated ops to time.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for torch and numba (default: their own defaults).")
+@click.option("--rules", default=None, help="Comma-separated assign_labels rules (default: spl,pseudo,random).")
+@click.option("--step-n", default=None, help="Comma-separated per-step batch sizes N (default 24,256).")
+@click.option("--classes", default=None, help="Comma-separated class counts C (default 14,80,81).")
+@click.option("--large-n", default=None, help="Comma-separated larger loss batches (default 4096; '' for none).")
+@click.option("--bulk-n", type=click.IntRange(min=1), default=None,
+              help="N of the bulk relabelling case on every device (default: 100,000 CPU, 4,000,000 CUDA).")
+@click.option("--min-time", type=float, default=None, help="Seconds of timed calls per case (default 0.3).")
 def kernels_command(quick: bool, out: Path | None, results_dir: Path, device: str, providers: str | None, ops: str,
-                    threads: int | None) -> None:
+                    threads: int | None, rules: str | None, step_n: str | None, classes: str | None,
+                    large_n: str | None, bulk_n: int | None, min_time: float | None) -> None:
     """Time assign_labels and weighted_soft_cross_entropy per backend; merge long-format rows (same-key rows
     are replaced; a .csv --out gets CSV)."""
     if device == "cuda" and not torch.cuda.is_available():
@@ -109,6 +118,7 @@ def kernels_command(quick: bool, out: Path | None, results_dir: Path, device: st
     if bad_ops:
         raise ConfigError(f"spl bench kernels: unknown op(s) {sorted(bad_ops)}")
     cfg = kernels_bench.KernelsConfig(devices=devices, quick=quick, providers=chosen, ops=op_list, threads=threads)
+    _size_overrides(cfg, rules, step_n, classes, large_n, bulk_n, min_time)
     records = kernels_bench.run_kernels(cfg, progress=lambda jobs: tqdm(jobs, desc="bench kernels", unit="case"))
     paths = kernels_bench.save_kernels(records, results_dir, out)
     rows = [r for rec in records.values() for r in rec["results"]]
@@ -116,6 +126,28 @@ def kernels_command(quick: bool, out: Path | None, results_dir: Path, device: st
         click.echo(line)
     failed = [r for r in rows if r["status"] != "ok"]
     click.echo(f"{len(rows)} rows ({len(failed)} not ok) merged into {', '.join(map(str, paths))}")
+
+
+def _ints(value: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in _split(value) or ())
+
+
+def _size_overrides(cfg, rules, step_n, classes, large_n, bulk_n, min_time) -> None:
+    """Apply the explicit size options of ``spl bench kernels`` over the (possibly --quick) defaults."""
+    if rules is not None:
+        cfg.rules = _split(rules) or ()
+        if not set(cfg.rules) <= set(kernels_bench.RULES):
+            raise ConfigError(f"spl bench kernels: unknown rule(s) {sorted(set(cfg.rules) - set(kernels_bench.RULES))}")
+    if step_n is not None:
+        cfg.step_n = _ints(step_n)
+    if classes is not None:
+        cfg.classes = _ints(classes)
+    if large_n is not None:
+        cfg.loss_large_n = _ints(large_n)
+    if bulk_n is not None:
+        cfg.bulk_n = {"cpu": bulk_n, "cuda": bulk_n}
+    if min_time is not None:
+        cfg.min_time_s = min_time
 
 
 def _show_gan_row(r: dict) -> None:
@@ -169,17 +201,27 @@ def gan_command(out, results_dir, sizes, modes, width, batch, iters, warmup, dev
 @click.option("--cpu-compile", is_flag=True, help="Also time torch.compile on CPU (slow to compile).")
 @click.option("--steps", type=int, default=None, help="Timed steps per configuration.")
 @click.option("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice).")
+@click.option("--cases", default=None, help="Comma-separated subset of embedded,r101 (default: both).")
+@click.option("--modes", default=None, help="Comma-separated subset of eager,cl+amp,compile "
+              "(default: all on CUDA, eager on CPU unless --cpu-amp/--cpu-compile).")
+@click.option("--batches", default=None, help="Comma-separated CUDA R101 batches, integers or 'max' (default 24,max).")
 @_out_options("train", click.Path(path_type=Path))
 @click.option("--quick", is_flag=True, help="Tiny sizes, eager only, no workers (for tests).")
-def train_command(device, workers, max_batch, cpu_r101_size, cpu_amp, cpu_compile, steps, threads, out, results_dir,
-                  quick) -> None:
+def train_command(device, workers, max_batch, cpu_r101_size, cpu_amp, cpu_compile, steps, threads, cases, modes,
+                  batches, out, results_dir, quick) -> None:
     """Images/s of one training step (embedded model, R101): eager vs channels_last+AMP vs compile,
     synthetic tensors vs the shard loader (JSON)."""
     if threads:
         torch.set_num_threads(threads)
     cfg = train_bench.TrainBenchConfig(device=device, quick=quick, workers=workers, max_batch=max_batch,
                                        cpu_r101_size=cpu_r101_size, cpu_amp=cpu_amp, cpu_compile=cpu_compile,
-                                       steps=steps)
+                                       steps=steps, cases=_split(cases), modes=_split(modes),
+                                       r101_batches=tuple(b if b == "max" else int(b) for b in _split(batches) or ())
+                                       or None)
+    for name, given, known in (("case", cfg.cases, train_bench.CASES), ("mode", cfg.modes, train_bench.MODES)):
+        if given and not set(given) <= set(known):
+            raise ConfigError(f"spl bench train: unknown {name}(s) {sorted(set(given) - set(known))}; "
+                              f"expected some of {', '.join(known)}")
     result = train_bench.run_train(cfg)
     path = harness.write_result(result, results_dir, out)
     for r in result["results"]:
@@ -190,3 +232,33 @@ def train_command(device, workers, max_batch, cpu_r101_size, cpu_amp, cpu_compil
             click.echo(f"{head}  synthetic {r['synthetic_images_per_s']:9.1f} img/s"
                        f"  loader {r['loader_images_per_s']:9.1f} img/s  ({100 * r['loader_fraction']:.0f}%)")
     click.echo(f"wrote {path}")
+
+
+@command.command(name="gpu-check")
+@click.option("--dry-run", is_flag=True, help="List the stages (commands, budgets, what runs here) and stop.")
+@click.option("--stages", default=None, help="Comma-separated subset of the stages (default: all).")
+@click.option("--budget-scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Multiply every stage's time budget (e.g. 2 on a slower GPU).")
+@click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=harness.RESULTS_DIR,
+              show_default=True, help="Folder of gpu-check-<device>.json and gpu-check-<device>/.")
+@click.option("--copy-to", type=click.Path(file_okay=False, path_type=Path), default=None,
+              envvar="SPL_GPU_CHECK_COPY_TO", show_envvar=True,
+              help="Also copy the summary and the stages' JSON files here (e.g. a device machine's $OUT).")
+def gpu_check_command(dry_run: bool, stages: str | None, budget_scale: float, results_dir: Path,
+                      copy_to: Path | None) -> None:
+    """Every GPU path in one call (≤ 8 min on an H200): gpu tests, kernels, R101 and GAN benchmarks, the demo;
+    each stage a subprocess with its own time budget. Without CUDA the CUDA stages are skipped."""
+    chosen = gpu_check.select(gpu_check.STAGES, _split(stages))
+    cuda = torch.cuda.is_available()
+    if dry_run:
+        out = gpu_check.out_dir(results_dir, harness.machine_info("cuda" if cuda else "cpu"))
+        for line in gpu_check.format_plan(gpu_check.plan(chosen, cuda=cuda, budget_scale=budget_scale, out=out)):
+            click.echo(line)
+        return
+    if not cuda:
+        click.echo(f"gpu-check: {gpu_check.NO_CUDA}: the CUDA stages are skipped, the others run their CPU flavour")
+    summary = gpu_check.run_check(chosen, results_dir=results_dir, cuda=cuda, budget_scale=budget_scale,
+                                  copy_to=copy_to, on_event=click.echo)
+    click.echo("")
+    for line in gpu_check.format_summary(summary):
+        click.echo(line)

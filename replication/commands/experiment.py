@@ -1,13 +1,14 @@
 """``spl experiment run|status SPEC``: run a table's cached dependency chain, or show what is done."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 import click
 
 from replication.experiments.runner import plan_experiment, run_experiment
-from replication.experiments.spec import load_spec
+from replication.experiments.spec import ExperimentSpec, load_spec
 
 
 @click.group(name="experiment")
@@ -15,7 +16,16 @@ def command() -> None:
     """Run the steps behind a table (tables/specs/*.yaml), skipping those already done."""
 
 
+def spec_with_sets(spec: Path, sets: tuple[str, ...]) -> ExperimentSpec:
+    """The spec with ``--set key=value`` appended to its train preset's overrides (they enter its fingerprint)."""
+    s = load_spec(spec)
+    return dataclasses.replace(s, train=dataclasses.replace(s.train, overrides=(*s.train.overrides, *sets)))
+
+
 def _common(f):
+    f = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                     help="Override a key of the train preset (e.g. pretrained=weights/x.pt); repeatable. "
+                          "Give the same to `spl tables render`.")(f)
     f = click.option("--runs", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
                      help="Root of the run directories (runs/<dataset>/<step>-<hash>/).")(f)
     f = click.option("--only", multiple=True, metavar="ROW",
@@ -31,10 +41,10 @@ def _common(f):
 @_common
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def run_cmd(spec: Path, data_root: Path | None, seeds: int, only: tuple[str, ...], runs: Path,
-            no_progress: bool) -> None:
+            no_progress: bool, sets: tuple[str, ...]) -> None:
     """Run every step of SPEC that is not done yet; then `spl tables render SPEC` shows the table."""
     t0 = time.perf_counter()
-    result = run_experiment(load_spec(spec), runs=runs, data_root=data_root, seeds=seeds, only=only,
+    result = run_experiment(spec_with_sets(spec, sets), runs=runs, data_root=data_root, seeds=seeds, only=only,
                             progress=not no_progress)
     for rec in result.records:
         if rec.status == "ran":
@@ -51,9 +61,10 @@ def run_cmd(spec: Path, data_root: Path | None, seeds: int, only: tuple[str, ...
 
 @command.command("status")
 @_common
-def status_cmd(spec: Path, data_root: Path | None, seeds: int, only: tuple[str, ...], runs: Path) -> None:
+def status_cmd(spec: Path, data_root: Path | None, seeds: int, only: tuple[str, ...], runs: Path,
+               sets: tuple[str, ...]) -> None:
     """List the steps of SPEC with their run directories and whether each is done."""
-    plan = plan_experiment(load_spec(spec), data_root=data_root, seeds=seeds, only=only)
+    plan = plan_experiment(spec_with_sets(spec, sets), data_root=data_root, seeds=seeds, only=only)
     for step in plan.steps:
         state = "done" if step.is_done(runs) else "todo"
         click.echo(f"{state}  {step.describe():40s} {step.path(runs)}")

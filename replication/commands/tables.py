@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from replication.experiments.spec import load_spec
+from replication.commands.experiment import spec_with_sets
 from replication.tables import FORMATS, format_markdown, load_table, write_table
 
 
@@ -23,9 +23,11 @@ def command() -> None:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("tables/out"), show_default=True,
               help="Where <name>.md/.csv/.tex and <name>_map.png are written.")
 @click.option("--no-plot", is_flag=True, help="Skip the mAP figure.")
-def render_cmd(spec: Path, fmt: str, runs: Path, out_dir: Path, no_plot: bool) -> None:
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="The train-preset overrides given to `spl experiment run --set`; repeatable.")
+def render_cmd(spec: Path, fmt: str, runs: Path, out_dir: Path, no_plot: bool, sets: tuple[str, ...]) -> None:
     """Render the table of SPEC from the finished runs under --runs; print it as Markdown."""
-    table = load_table(load_spec(spec), runs)
+    table = load_table(spec_with_sets(spec, sets), runs)
     written = write_table(table, out_dir, FORMATS if fmt == "all" else (fmt,), plot=not no_plot)
     click.echo(format_markdown(table))
     for path in written.values():

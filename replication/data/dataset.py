@@ -20,6 +20,22 @@ from replication.data.shards import ShardSet
 from replication.errors import ShardError
 
 
+def check_training_labels(shards: ShardSet) -> None:
+    """Refuse (one line, naming the set) real labels that are not finite or outside the set's label kind.
+
+    Reading the labels opens, and so verifies, every shard in this process before any worker starts.
+    """
+    labels = shards.labels()
+    bad = ~np.isfinite(labels).all(axis=1)
+    if bad.any():
+        raise ShardError(f"{shards.path}: {int(bad.sum())} label rows are not finite (first at record "
+                         f"{int(np.argmax(bad))}); an unlabeled set cannot be the real training set")
+    low = -1.0 if shards.label_kind == "wider" else 0.0
+    if labels.size and (labels.min() < low or labels.max() > 1):
+        raise ShardError(f"{shards.path}: label values must lie in [{low:g}, 1] for {shards.label_kind} labels, "
+                         f"found {labels.min():.4g}..{labels.max():.4g}")
+
+
 class ShardDataset(Dataset):
     """Real shards (+ generated shards with a label file); items ``(image, target, weight)``."""
 
@@ -33,6 +49,7 @@ class ShardDataset(Dataset):
         generated_weight: float = 1.0,
     ) -> None:
         self.real = real if isinstance(real, ShardSet) else ShardSet(real)
+        check_training_labels(self.real)
         self.transform = transform
         self.class_names = self.real.class_names
         self.generated: ShardSet | None = None

@@ -3,7 +3,8 @@
 One set of generated images serves all four labeling rules (docs/datasets.md#label-files): each rule writes a
 small HDF5 file holding ``labels`` (M×C float32) and, as attributes, the content hash of the
 generated shard set it labels, the rule and its parameters. Reading checks the hash, the row
-count and the class count, and refuses a mismatch with a one-line error naming the file.
+count and the class count, that every value is finite and in [0, 1], and refuses a mismatch with a
+one-line error naming the file.
 """
 from __future__ import annotations
 
@@ -68,8 +69,15 @@ def read_label_file(path: str | os.PathLike, shard_set: ShardSet | None = None) 
                 "shard_hash": str(f.attrs["shard_hash"]),
                 "class_names": json.loads(f.attrs["class_names"]),
             }
-    except (OSError, KeyError) as e:
-        raise ShardError(f"{p}: not a readable label file ({e})") from None
+    except (OSError, KeyError, ValueError, TypeError) as e:
+        raise ShardError(f"{p}: not a readable label file ({type(e).__name__}: {e})") from None
+    if labels.ndim != 2:
+        raise ShardError(f"{p}: labels have shape {labels.shape}, expected M×C")
+    bad = ~np.isfinite(labels).all(axis=1)
+    if bad.any():
+        raise ShardError(f"{p}: {int(bad.sum())} label rows are not finite (first at row {int(np.argmax(bad))})")
+    if labels.size and (labels.min() < 0 or labels.max() > 1):
+        raise ShardError(f"{p}: label values must lie in [0, 1], found {labels.min():.4g}..{labels.max():.4g}")
     if shard_set is not None:
         if meta["shard_hash"] != shard_set.content_hash:
             raise ShardError(

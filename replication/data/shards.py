@@ -8,9 +8,14 @@ fixed number of records each. Per shard, one row per record:
 * ``keys``    UTF-8 strings — the source id (file name, annotation id, sample index)
 * ``source``  uint8 — 0 real, 1 generated
 
-Writes are atomic: each shard is written under a temporary name and renamed into place, and
-the manifest (with per-shard record counts and SHA-256) is written last. A folder without a
-manifest is therefore never mistaken for a complete shard set, and the next build wipes it.
+Writes are atomic: a set is written into a sibling temporary folder, its manifest (with per-shard
+record counts and SHA-256) last, and the folder is moved to its name only then; an existing folder
+is replaced only when it holds nothing but a shard set's own files, never user files. A folder
+without a manifest is never mistaken for a complete shard set.
+
+Reads are verified: the first time a process tree opens a shard, its SHA-256 is checked against the
+manifest and its row counts against the manifest's count; a mismatch is a one-line
+:class:`ShardError` naming the shard (``spl data verify`` checks every shard at once).
 
 Reading is lazy: HDF5 handles are opened on first access *in the process that reads*, so a
 :class:`ShardSet` created before ``DataLoader`` forks its workers is safe to use in them.
@@ -20,8 +25,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +38,7 @@ import numpy as np
 
 from replication.errors import ShardError
 from replication.io_utils import atomic_write_text
+from replication.locking import output_lock
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -38,6 +46,58 @@ SOURCE_REAL = 0
 SOURCE_GENERATED = 1
 LABEL_KINDS = ("binary", "wider", "none")
 ENCODINGS = ("jpeg", "png")
+
+
+BUILD_PREFIX = ".{name}.building-"  # + pid: the sibling folder a set is written into
+BUILD_MARKER = ".spl-building"      # created first inside a build folder, removed before the swap
+OLD_PREFIX = ".{name}.old-"         # + pid: the replaced set, removed right after the swap
+_OWN_FILE = re.compile(r"(part-\d{5}\.h5(\.tmp)?|manifest\.json|\.manifest\.json\..*\.tmp|\.spl-building)")
+
+
+def foreign_files(folder: Path) -> list[str]:
+    """Names in ``folder`` that a shard-set writer does not create (sorted)."""
+    return sorted(p.name for p in folder.iterdir() if not (_OWN_FILE.fullmatch(p.name) and not p.is_symlink()
+                                                             and p.is_file()))
+
+
+def check_replaceable(out: Path, *, overwrite: bool) -> None:
+    """Raise :class:`ShardError` unless ``out`` is absent or a folder that a new shard set may replace."""
+    if out.is_symlink():
+        raise ShardError(f"{out}: is a symbolic link; give a real folder for the shard set")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ShardError(f"{out}: exists and is not a folder; refusing to replace it")
+    foreign = foreign_files(out)
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise ShardError(f"{out}: holds files that are not part of a shard set ({', '.join(foreign[:3])}{more}); "
+                         "refusing to replace it, choose an empty or new folder")
+    if (out / MANIFEST).exists() and not overwrite:
+        raise ShardError(f"{out}: a complete shard set already exists (use overwrite to rebuild)")
+
+
+def remove_stale_builds(out: Path) -> None:
+    """Remove build/old sibling folders of ``out`` left by dead writers (the caller holds ``out``'s lock)."""
+    if not out.parent.is_dir():
+        return
+    for prefix in (BUILD_PREFIX, OLD_PREFIX):
+        head = prefix.format(name=out.name)
+        for p in out.parent.iterdir():
+            if p.name.startswith(head) and p.name[len(head):].isdigit() and p.is_dir() and not p.is_symlink() \
+                    and not foreign_files(p):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def replace_dir(new: Path, out: Path) -> None:
+    """Move the finished folder ``new`` to ``out``; a previous ``out`` is moved aside first, then removed."""
+    old = None
+    if out.exists():
+        old = out.parent / f"{OLD_PREFIX.format(name=out.name)}{os.getpid()}"
+        os.replace(out, old)
+    os.replace(new, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def shard_name(index: int) -> str:
@@ -75,7 +135,10 @@ def encode_image(image_bgr: np.ndarray, encoding: str, jpeg_quality: int = 95) -
 def decode_image(data: bytes | np.ndarray, what: str = "image") -> np.ndarray:
     """Decode encoded bytes into a BGR uint8 H×W×3 array with OpenCV (as Caffe does)."""
     arr = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray)) else data
-    img = cv2.imdecode(arr, cv2.IMREAD_COLOR)
+    try:
+        img = cv2.imdecode(arr, cv2.IMREAD_COLOR)
+    except cv2.error as e:
+        raise ShardError(f"{what}: image bytes could not be decoded ({' '.join(str(e).split())[:160]})") from None
     if img is None:
         raise ShardError(f"{what}: image bytes could not be decoded")
     return img
@@ -94,10 +157,15 @@ class ShardItem:
 class ShardWriter:
     """Write records into a new shard set at ``out_dir`` (docs/datasets.md#shard-sets).
 
-    Use as a context manager; on a clean exit the manifest is written last, on an exception
-    the partially written folder is removed. An existing folder *without* a manifest is a
-    leftover of an interrupted build and is wiped; an existing complete shard set is refused
-    unless ``overwrite`` is set.
+    Use as a context manager. The set is written into a sibling temporary folder
+    ``.<name>.building-<pid>`` (with a marker file) and moved to ``out_dir`` only after its manifest
+    is written, so a failed or interrupted build never touches ``out_dir``. The writer holds the
+    output lock of ``out_dir`` (:mod:`replication.locking`) from construction to close/abort.
+
+    An existing ``out_dir`` is replaced only when it holds nothing but a shard set's own files
+    (``manifest.json``, ``part-*.h5`` and their temporary names): a complete set needs
+    ``overwrite``; a folder of such files without a manifest (an old interrupted build) or an
+    empty folder is replaced. Anything else is refused with a one-line :class:`ShardError`.
     """
 
     def __init__(
@@ -121,13 +189,22 @@ class ShardWriter:
         if records_per_shard < 1:
             raise ValueError("records_per_shard must be >= 1")
         self.out_dir = Path(out_dir)
-        if (self.out_dir / MANIFEST).exists():
-            if not overwrite:
-                raise ShardError(f"{self.out_dir}: a complete shard set already exists (use overwrite to rebuild)")
-            shutil.rmtree(self.out_dir)
-        elif self.out_dir.exists():
-            shutil.rmtree(self.out_dir)  # leftover of an interrupted build: start clean
-        self.out_dir.mkdir(parents=True)
+        self._closed = True  # until the lock is held
+        self._lock = ExitStack()
+        self._lock.enter_context(output_lock(self.out_dir))
+        try:
+            check_replaceable(self.out_dir, overwrite=overwrite)
+            remove_stale_builds(self.out_dir)
+            self._build_dir = self.out_dir.parent / f"{BUILD_PREFIX.format(name=self.out_dir.name)}{os.getpid()}"
+            self._build_dir.mkdir(parents=True)
+            (self._build_dir / BUILD_MARKER).write_text(f"pid {os.getpid()}\n")
+        except OSError as e:
+            self._lock.close()
+            raise ShardError(f"{self.out_dir}: cannot write here ({e.strerror or e})") from None
+        except BaseException:
+            self._lock.close()
+            raise
+        self._closed = False
         self.dataset, self.split = dataset, split
         self.class_names = list(class_names)
         self.num_classes = len(self.class_names)
@@ -141,7 +218,6 @@ class ShardWriter:
         self._buf_keys: list[str] = []
         self._buf_source: list[int] = []
         self._count = 0
-        self._closed = False
 
     def __len__(self) -> int:
         return self._count
@@ -170,6 +246,8 @@ class ShardWriter:
                     f"{self.out_dir}: record {key!r} has a label vector of length {vec.shape[0]}, "
                     f"expected {self.num_classes}"
                 )
+            if not np.isfinite(vec).all():
+                raise ShardError(f"{self.out_dir}: record {key!r} has a label vector that is not finite")
         self._buf_images.append(np.frombuffer(data, dtype=np.uint8))
         self._buf_labels.append(vec)
         self._buf_keys.append(str(key))
@@ -183,8 +261,8 @@ class ShardWriter:
             return
         index = len(self._shards)
         name = shard_name(index)
-        final = self.out_dir / name
-        tmp = self.out_dir / (name + ".tmp")
+        final = self._build_dir / name
+        tmp = self._build_dir / (name + ".tmp")
         n = len(self._buf_keys)
         with h5py.File(tmp, "w") as f:
             images = f.create_dataset("images", (n,), dtype=h5py.vlen_dtype(np.uint8))
@@ -218,14 +296,22 @@ class ShardWriter:
             "shards": self._shards,
             **({"extra": self.extra} if self.extra else {}),
         }
-        atomic_write_text(self.out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        try:
+            atomic_write_text(self._build_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+            (self._build_dir / BUILD_MARKER).unlink()
+            replace_dir(self._build_dir, self.out_dir)
+        except BaseException:
+            self.abort()
+            raise
         self._closed = True
+        self._lock.close()
         return manifest
 
     def abort(self) -> None:
-        """Remove everything written so far."""
+        """Remove everything written so far (``out_dir`` itself is left as it was)."""
         self._closed = True
-        shutil.rmtree(self.out_dir, ignore_errors=True)
+        shutil.rmtree(self._build_dir, ignore_errors=True)
+        self._lock.close()
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -259,6 +345,10 @@ def load_manifest(path: str | os.PathLike) -> dict:
             raise ShardError(f"{mpath}: manifest lacks the field {field!r}")
     if manifest["format_version"] != FORMAT_VERSION:
         raise ShardError(f"{mpath}: format version {manifest['format_version']} is not {FORMAT_VERSION}")
+    for s in manifest["shards"]:
+        if not (isinstance(s, dict) and isinstance(s.get("file"), str) and re.fullmatch(r"part-\d{5}\.h5", s["file"])
+                and isinstance(s.get("count"), int) and s["count"] >= 0 and isinstance(s.get("sha256"), str)):
+            raise ShardError(f"{mpath}: malformed shard entry {str(s)[:80]}")
     if sum(s["count"] for s in manifest["shards"]) != manifest["num_records"]:
         raise ShardError(f"{mpath}: shard counts do not add up to num_records")
     return manifest
@@ -286,8 +376,9 @@ class ShardSet:
         counts = np.array([s["count"] for s in self.manifest["shards"]], dtype=np.int64)
         self._starts = np.concatenate([[0], np.cumsum(counts)])
         self._files = [s["file"] for s in self.manifest["shards"]]
-        self._handles: dict[int, h5py.File] = {}
+        self._handles: dict[int, _OpenShard] = {}
         self._pid: int | None = None
+        self._verified: set[int] = set()  # shards whose SHA-256 matched (kept across fork: same files)
 
     # -- metadata -----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -326,11 +417,19 @@ class ShardSet:
             self._pid = pid
         f = self._handles.get(shard)
         if f is None:
-            path = self.path / self._files[shard]
+            entry = self.manifest["shards"][shard]
+            path = self.path / entry["file"]
+            if shard not in self._verified:
+                check_shard_digest(path, entry["sha256"])
+                self._verified.add(shard)
             try:
                 f = _OpenShard(h5py.File(path, "r"))
             except (OSError, KeyError) as e:
                 raise ShardError(f"{path}: cannot open shard ({e})") from None
+            problem = f.check(entry["count"], self.num_classes)
+            if problem:
+                f.file.close()
+                raise ShardError(f"{path}: {problem}; the shard set is damaged (run `spl data verify {self.path}`)")
             self._handles[shard] = f
         return f
 
@@ -382,8 +481,29 @@ class ShardSet:
             pass
 
 
+def check_shard_digest(path: Path, expected: str) -> None:
+    """Raise :class:`ShardError` unless the file ``path`` exists and its SHA-256 is ``expected``."""
+    try:
+        digest = sha256_file(path)
+    except OSError as e:
+        raise ShardError(f"{path}: cannot read shard ({e.strerror or e})") from None
+    if digest != expected:
+        raise ShardError(f"{path}: SHA-256 does not match the manifest (manifest {expected[:12]}…, file "
+                         f"{digest[:12]}…); the shard is damaged or was edited, rebuild the shard set")
+
+
 class _OpenShard:
     """An open shard: the lazily read ``images`` dataset plus labels, keys and flags held in memory."""
+
+    def check(self, count: int, num_classes: int) -> str | None:
+        """A problem with this shard's row counts or label width against the manifest, or None."""
+        for name, rows in (("images", self.images.shape[0]), ("labels", self.labels.shape[0]),
+                           ("keys", len(self.keys)), ("source", self.source.shape[0])):
+            if rows != count:
+                return f"dataset {name!r} has {rows} rows, the manifest says {count}"
+        if self.labels.ndim != 2 or self.labels.shape[1] != num_classes:
+            return f"labels have shape {self.labels.shape}, expected (N, {num_classes})"
+        return None
 
     def __init__(self, file: h5py.File) -> None:
         self.file = file
@@ -418,4 +538,10 @@ def verify_shard_set(path: str | os.PathLike) -> list[str]:
                     problems.append(f"{p}: labels have shape {f['labels'].shape}, expected (N, {c})")
         except (OSError, KeyError) as e:
             problems.append(f"{p}: unreadable shard ({e})")
+    listed = {s["file"] for s in manifest["shards"]}
+    for name in foreign_files(root):
+        problems.append(f"{root / name}: unexpected file (not part of a shard set)")
+    for p in sorted(root.glob("part-*.h5")):
+        if p.name not in listed:
+            problems.append(f"{p}: unexpected part file (not listed in the manifest)")
     return problems

@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 from replication.errors import ConfigError
 from replication.io_utils import atomic_write_json, atomic_write_text
+from replication.locking import output_lock
 
 log = logging.getLogger(__name__)
 DONE = "done"
@@ -134,8 +135,17 @@ def _write_step_file(step: Step, out: Path, runs: Path) -> None:
 
 
 def run_step(step: Step, runs: Path, *, force: bool = False) -> bool:
-    """Run one step unless it is done (or ``force``); returns whether it ran. ``done`` is written last."""
+    """Run one step unless it is done (or ``force``); returns whether it ran. ``done`` is written last.
+
+    The step's run directory is locked (:mod:`replication.locking`) while it is checked and run, so
+    two ``spl experiment run`` sharing a runs folder never write one step at the same time.
+    """
     out = step.path(runs)
+    with output_lock(out):
+        return _run_step_locked(step, runs, out, force)
+
+
+def _run_step_locked(step: Step, runs: Path, out: Path, force: bool) -> bool:
     done = out / DONE
     if done.is_file() and not force:
         return False

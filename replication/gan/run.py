@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 
 from gan_tf_port.dist import env_world
 from gan_tf_port.grid import save_grid
-from gan_tf_port.sample import iter_samples, load_checkpoint, load_generator
+from gan_tf_port.sample import UnsafeCheckpointError, iter_samples, load_checkpoint, load_generator
 from gan_tf_port.train import (
     CHECKPOINT,
     FIXED_SAMPLES,
@@ -39,7 +40,8 @@ from replication.data.shards import SOURCE_GENERATED, ShardSet, ShardWriter, is_
 from replication.errors import ConfigError, ReplicationError, ShardError
 from replication.gan.config import GanTrainConfig
 from replication.gan.images import ShardGanImages, load_gan_images, minmax_stretch, save_real_grid
-from replication.io_utils import atomic_write_json, atomic_write_text
+from replication.io_utils import atomic_write_json, atomic_write_text, check_output_path
+from replication.locking import output_lock
 from replication.vocabulary import DIGIT_DATASETS
 
 log = logging.getLogger(__name__)
@@ -151,7 +153,16 @@ def train_gan(cfg: GanTrainConfig, *, resume: bool = False) -> Path:
     """
     cfg.validate()
     resolved, source, shards = _resolve(cfg)
-    out = Path(cfg.out)
+    out = check_output_path(cfg.out, ("the training shard set", cfg.data))
+    # one writer per run directory: rank 0 holds the lock (the other ranks of a torchrun job share it)
+    with output_lock(out) if env_world()[0] == 0 else nullcontext():
+        return _train_locked(cfg, resolved, source, shards, out, resume)
+
+
+def _train_locked(cfg: GanTrainConfig, resolved: dict, source: dict, shards: ShardSet, out: Path,
+                  resume: bool) -> Path:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder; give a run directory")
     if _check_run_dir(out, resolved, source, resume):
         log.info("%s: already done", out)
         return out
@@ -193,16 +204,36 @@ def sample_gan(run: str | Path, n: int, out: str | Path, *, seed: int = 0, batch
     first 64 (DCGAN) / 100 (WGAN-GP) samples is written beside it as ``<out>-grid.png``. The same
     (run, n, seed, batch) gives identical shards; an existing identical set is returned as is.
     """
-    run, out = Path(run), Path(out)
+    run = Path(run)
+    out = check_output_path(out, ("the GAN run directory", run), may_lie_inside=True)
     if n < 1 or batch < 1:
         raise ConfigError(f"gan sample: need n >= 1 and batch >= 1, got n={n}, batch={batch}")
+    with output_lock(out):
+        return _sample_locked(run, n, out, seed=seed, batch=batch)
+
+
+def _from_checkpoint(load: Callable[..., Any], ckpt_path: Path, **kw: Any) -> Any:
+    """``load(ckpt_path, **kw)`` (tensors and plain values only); :class:`ShardError` naming the file."""
+    try:
+        return load(ckpt_path, **kw)
+    except UnsafeCheckpointError as e:
+        raise ShardError(str(e)) from None
+    except Exception as e:  # truncated file, foreign weights
+        msg = " ".join(str(e).split())[:200]
+        raise ShardError(f"{ckpt_path}: unusable GAN checkpoint ({type(e).__name__}: {msg})") from None
+
+
+def _sample_locked(run: Path, n: int, out: Path, *, seed: int, batch: int) -> Path:
     ckpt_path = run / CHECKPOINT
     if not ckpt_path.is_file() or not (run / "source.json").is_file():
         raise ShardError(f"{run}: not a GAN run directory (no {CHECKPOINT} or source.json)")
     if not (run / DONE).exists():
         log.warning("%s: training is not finished; sampling from its last checkpoint", run)
-    source = json.loads((run / "source.json").read_text())
-    ckpt = load_checkpoint(ckpt_path)
+    try:
+        source = json.loads((run / "source.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ShardError(f"{run / 'source.json'}: malformed ({e})") from None
+    ckpt = _from_checkpoint(load_checkpoint, ckpt_path)
     arch, iteration = ckpt["model"]["arch"], int(ckpt["iteration"])
     extra = {"generator": arch, "gan_run": str(run.resolve()), "gan_iteration": iteration, "seed": seed,
              "batch": batch, "n": n}
@@ -212,7 +243,7 @@ def sample_gan(run: str | Path, n: int, out: str | Path, *, seed: int = 0, batch
             log.info("%s: identical samples already exist", out)
             return out
     device = resolve_device("auto")
-    g = load_generator(ckpt_path, device=device)
+    g = _from_checkpoint(load_generator, ckpt_path, device=device)
     del ckpt
     grid = _write_samples(g, arch, n, out, source, extra, seed=seed, batch=batch, device=device)
     save_grid(grid, out.parent / f"{out.name}-grid.png")

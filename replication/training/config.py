@@ -3,7 +3,8 @@
 Layout (docs/classifier.md#recipe as defaults; ``replication/presets/*.yaml`` hold the named presets)::
 
     model: preact_resnet101          # registry name or timm/<name>
-    pretrained: null                 # state dict in our layout (strict key check, new FC excluded)
+    pretrained: null                 # state dict in our layout (strict key check, new FC excluded),
+                                     # or timm:<name> / timm:FILE (docs/classifier.md#pretrained-weights)
     data:
       train: PATH                    # real training shards (required)
       test: PATH                     # test shards (required)
@@ -11,6 +12,7 @@ Layout (docs/classifier.md#recipe as defaults; ``replication/presets/*.yaml`` ho
       label_file: null               # ... with their label file
       generated_weight: 1.0          # λ, the per-sample loss weight of generated images
       crop: 224, load_size: 256, flip: true, test_mode: resize, num_workers: 4
+      input_norm: null               # caffe | imagenet | inception; null = the weights' (sidecar) or caffe
     loss: sigmoid_bce                # | softmax_ce           (paper §2.4, Eq. (3); docs/labeling.md#loss)
     normalize: batch                 # | elements
     wider_unspecified: negative      # | ignore
@@ -29,11 +31,18 @@ Unknown keys and bad values raise :class:`ConfigError` naming the file and the k
 Fields marked ``runtime`` do not change the result (a ``--resume`` may change them, and the experiment
 runner leaves them out of a run directory's hash); ``max_iters`` is ``resumable`` (a resume may
 change it, but it is hashed); the data paths are ``location``s (not hashed, never changed on resume).
+
+``data.input_norm`` (docs/decisions.md, "Pretrained weights") is the pixel normalisation of the
+transforms; ``null`` means "what the pretrained weights expect" (the ``input_norm`` of a
+``spl weights convert`` sidecar, timm's config for ``timm:`` weights), else ``caffe``. :func:`resolve_input_norm`
+fills it in before a run starts, so ``config.yaml`` records the value used. An unset (``null``) value
+is left out of :meth:`TrainConfig.to_dict`, so the run-directory hashes of configs that never set it
+are those from before the key existed.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +50,8 @@ import yaml
 
 from replication import config as C
 from replication.errors import ConfigError
-from replication.vocabulary import CONVENTIONS, TOP3_CHOICES
+from replication.models.pretrained import expected_input_norm
+from replication.vocabulary import CONVENTIONS, INPUT_NORMS, TOP3_CHOICES
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 
@@ -54,6 +64,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "top3": TOP3_CHOICES,
     "kernel_backend": ("auto", "torch", "numba", "numba-cuda", "cupy"),
 }
+
+#: What an unset ``data.input_norm`` means without pretrained weights that say otherwise (SRN's Caffe).
+DEFAULT_INPUT_NORM = "caffe"
 
 _RUNTIME = {C.RUNTIME: True}
 _LOCATION = {C.LOCATION: True}
@@ -73,6 +86,7 @@ class DataConfig:
     flip: bool = True
     test_mode: str = "resize"
     num_workers: int = field(default=4, metadata=_RUNTIME)
+    input_norm: str | None = None
 
 
 @dataclass
@@ -114,8 +128,11 @@ class TrainConfig:
     num_threads: int | None = field(default=None, metadata=_RUNTIME)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (what ``config.yaml`` holds)."""
-        return asdict(self)
+        """Plain nested dict (what ``config.yaml`` holds); an unset ``data.input_norm`` is left out (see above)."""
+        d = asdict(self)
+        if d["data"]["input_norm"] is None:
+            del d["data"]["input_norm"]
+        return d
 
 
 def _flat(cfg: TrainConfig) -> dict[str, Any]:
@@ -148,11 +165,27 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"config key 'data.crop': {cfg.data.crop} is larger than data.load_size {cfg.data.load_size}")
     if sorted(cfg.milestones) != list(cfg.milestones):
         raise ConfigError(f"config key 'milestones': must be increasing, got {cfg.milestones}")
+    if cfg.data.input_norm is not None and cfg.data.input_norm not in INPUT_NORMS:
+        raise ConfigError(f"config key 'data.input_norm': {cfg.data.input_norm!r} is not one of "
+                          f"{', '.join(INPUT_NORMS)} or null (the pretrained weights' own)")
     if (cfg.data.generated is None) != (cfg.data.label_file is None):
         raise ConfigError("config keys 'data.generated' and 'data.label_file' must be given together")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
         raise ConfigError(f"config key 'device': {cfg.device!r} is not auto, cpu, cuda or cuda:N")
     return cfg
+
+
+def resolve_input_norm(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with ``data.input_norm`` filled in: as set, else the pretrained weights' (sidecar, timm), else caffe."""
+    if cfg.data.input_norm is not None:
+        return cfg
+    norm = expected_input_norm(cfg.pretrained) or DEFAULT_INPUT_NORM
+    return replace(cfg, data=replace(cfg.data, input_norm=norm))
+
+
+def run_input_norm(cfg: TrainConfig) -> str:
+    """The input normalisation of a finished run's config (``config.yaml`` from before the key: caffe)."""
+    return cfg.data.input_norm or DEFAULT_INPUT_NORM
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> TrainConfig:
@@ -182,5 +215,7 @@ def config_to_yaml(cfg: TrainConfig) -> str:
 def incompatible_changes(old: TrainConfig, new: TrainConfig) -> list[str]:
     """Dotted keys whose values differ between ``old`` and ``new`` and that a resume cannot change."""
     a, b = _flat(old), _flat(new)
+    for d in (a, b):  # checkpoints from before data.input_norm existed used Caffe's normalisation
+        d["data.input_norm"] = d["data.input_norm"] or DEFAULT_INPUT_NORM
     resumable = C.resumable_keys(TrainConfig)
     return [k for k in a if a[k] != b[k] and k not in resumable]

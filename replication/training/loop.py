@@ -41,6 +41,7 @@ from replication.data.shards import ShardSet
 from replication.data.transforms import CaffeTestTransform, CaffeTrainTransform
 from replication.errors import ConfigError, ReplicationError, ShardError
 from replication.io_utils import atomic_write_text
+from replication.locking import output_lock
 from replication.models import build_model
 from replication.models.pretrained import load_pretrained
 from replication.predictions import ignore_sigint, score_images
@@ -49,11 +50,20 @@ from replication.training.checkpoint import (
     CHECKPOINT,
     MODEL,
     load_checkpoint,
+    non_finite_keys,
     save_checkpoint,
     save_model,
     set_rng_states,
 )
-from replication.training.config import TrainConfig, config_from_dict, config_to_yaml, incompatible_changes, validate
+from replication.training.config import (
+    TrainConfig,
+    config_from_dict,
+    config_to_yaml,
+    incompatible_changes,
+    resolve_input_norm,
+    run_input_norm,
+    validate,
+)
 from replication.training.report import evaluate_logits, write_outputs
 from replication.training.sampler import EpochBatchSampler, SeededDataset
 
@@ -140,7 +150,7 @@ class Trainer:
         if d.train is None or d.test is None:
             raise ConfigError("config keys 'data.train' and 'data.test' must name shard sets")
         self.train_set = ShardDataset(
-            d.train, CaffeTrainTransform(d.crop, d.load_size, flip=d.flip),
+            d.train, CaffeTrainTransform(d.crop, d.load_size, flip=d.flip, input_norm=run_input_norm(cfg)),
             generated=d.generated, label_file=d.label_file, generated_weight=d.generated_weight,
         )
         self.label_kind = self.train_set.real.label_kind
@@ -148,7 +158,7 @@ class Trainer:
         if self.test_set.class_names != self.train_set.class_names:
             raise ShardError(f"{d.test}: class names differ from the training shards {d.train}")
         self.class_names = list(self.train_set.class_names)
-        self.test_transform = CaffeTestTransform(d.crop, d.load_size, mode=d.test_mode)
+        self.test_transform = CaffeTestTransform(d.crop, d.load_size, mode=d.test_mode, input_norm=run_input_norm(cfg))
         n = len(self.train_set)
         if cfg.batch_size % self.info.world_size:
             raise ConfigError(
@@ -293,7 +303,8 @@ class Trainer:
                 if flags[0] > 0:
                     raise TrainingError(
                         f"{self.out}: non-finite loss at iteration {int(-flags[2])} (epoch {self.epoch + 1}); "
-                        f"the last good checkpoint {self.out / CHECKPOINT} is kept"
+                        + (f"the last good checkpoint {self.out / CHECKPOINT} is kept"
+                           if (self.out / CHECKPOINT).exists() else "no checkpoint was written")
                     )
                 self.loss_sum += float(loss_acc)
                 self.history["log_iteration"].append(self.global_step)
@@ -422,11 +433,15 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False) -> dict:
     from ``checkpoint.pt``. Under ``torchrun`` each process calls this; rank 0 writes the files
     and returns the metrics (other ranks return ``{}``).
     """
-    cfg = validate(replace(cfg, data=replace(cfg.data)))
+    cfg = resolve_input_norm(validate(replace(cfg, data=replace(cfg.data))))  # config.yaml records the norm used
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    bad = non_finite_keys(cfg.to_dict())
+    if bad:
+        raise ConfigError(f"config: {', '.join(bad)} must be finite numbers")
     info = D.init_distributed(cfg.device)
     try:
-        return Trainer(cfg, Path(out), info).run(resume)
+        with output_lock(out) if info.is_main else nullcontext():  # one writer per run directory
+            return Trainer(cfg, Path(out), info).run(resume)
     finally:
         D.shutdown(info)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Protocol
 
 import cv2
@@ -83,15 +84,46 @@ def open_source(
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as BGR uint8 with OpenCV; :class:`BadImageError` naming the file otherwise."""
+    """Read an image file as BGR uint8 with OpenCV; :class:`BadImageError` naming the file otherwise.
+
+    Any decoder failure is a bad image (``--on-bad-image`` decides): ``None`` from OpenCV, a
+    ``cv2.error`` (e.g. a header declaring more than ``CV_IO_MAX_IMAGE_PIXELS`` pixels) or any other
+    exception the decoder raises.
+    """
     p = Path(path)
     if not p.is_file():
         raise BadImageError(f"{p}: image file not found")
-    data = np.fromfile(p, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        data = np.fromfile(p, dtype=np.uint8)
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except (cv2.error, OSError, ValueError, MemoryError) as e:
+        msg = " ".join(str(e).split())[:160]
+        raise BadImageError(f"{p}: image could not be decoded ({type(e).__name__}: {msg})") from None
     if img is None:
         raise BadImageError(f"{p}: corrupt or unreadable image")
     return img
+
+
+def relative_image_path(rel: str, where: str) -> str:
+    """``rel`` as a normalised ``/`` path (``./a.jpg`` → ``a.jpg``); :class:`DataSourceError` naming
+    ``where`` when it is absolute or leaves its folder through ``..`` (a listed image must lie under
+    the dataset folder)."""
+    text = rel.replace("\\", "/")
+    norm = posixpath.normpath(text) if text else text
+    if not text or text.startswith("/") or PureWindowsPath(rel).drive or norm in (".", "..") \
+            or norm.startswith("../"):
+        raise DataSourceError(f"{where}: image path {rel!r} is empty, absolute or leaves the dataset folder "
+                              "(paths must be relative to it, without '..')")
+    return norm
+
+
+def read_text(path: Path, what: str, *, encoding: str = "utf-8") -> str:
+    """The text of ``path``; a one-line :class:`DataSourceError` naming it when it is not valid ``encoding``."""
+    require_file(path, what)
+    try:
+        return path.read_bytes().decode(encoding)
+    except UnicodeDecodeError as e:
+        raise DataSourceError(f"{path}: {what} is not valid UTF-8 text (byte {e.start}: {e.reason})") from None
 
 
 def require_file(path: Path, what: str) -> Path:
@@ -103,9 +135,8 @@ def require_file(path: Path, what: str) -> Path:
 
 def load_json(path: Path, what: str) -> object:
     """Load a JSON annotation file with a one-line error for a missing or malformed file."""
-    require_file(path, what)
+    text = read_text(path, what)
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise DataSourceError(f"{path}: malformed JSON ({e.msg} at line {e.lineno})") from None

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from replication.data.sources import SourceRecord, SourceSplit, load_json, read_image
+from replication.data.sources import SourceRecord, SourceSplit, load_json, read_image, relative_image_path
 from replication.errors import DataSourceError
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,8 @@ def open_split(root: Path | None, split: str, *, seed: int = 0, tiny: bool = Fal
     class_names, file_names, labels = parse_instances(data, path)
     image_dir = root / SPLIT_FILES[split]
     records = [
-        SourceRecord(key=name, label=labels[i], load=partial(read_image, image_dir / name))
+        SourceRecord(key=name, label=labels[i],
+                     load=partial(read_image, image_dir / relative_image_path(name, f"{path}: images[{i}]")))
         for i, name in enumerate(file_names)
     ]
     no_annotation = int((labels.sum(1) == 0).sum())

@@ -10,7 +10,9 @@ Layout under ``root``::
 
 A CSV row looks like ``photos/0001.jpg,cat;dog`` (labels separated by ``;``; an empty labels
 field is an image with no positive label, an all-zero row). Use ``/`` in paths (``\\`` is
-accepted and normalised).
+accepted and normalised). A path must stay under ``root``: an absolute path or one that leaves it
+through ``..`` is refused, and two rows naming the same file (``./a.jpg`` and ``a.jpg``) are refused
+as duplicates. The CSV and ``classes.txt`` must be UTF-8.
 
 Decisions (docs/datasets.md):
 
@@ -28,13 +30,22 @@ Decisions (docs/datasets.md):
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from replication.data.sources import SPLITS, SourceRecord, SourceSplit, read_image, require_file
+from replication.data.sources import (
+    SPLITS,
+    SourceRecord,
+    SourceSplit,
+    read_image,
+    read_text,
+    relative_image_path,
+    require_file,
+)
 from replication.errors import DataSourceError
 
 log = logging.getLogger(__name__)
@@ -55,7 +66,8 @@ def read_csv(path: Path) -> list[tuple[int, str, list[str]]]:
     """Rows of a split CSV as ``(line number, path, labels)``; a one-line error for a malformed file."""
     require_file(path, "folder-source CSV (header path,labels)")
     rows: list[tuple[int, str, list[str]]] = []
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    text = read_text(path, "folder-source CSV", encoding="utf-8-sig")
+    with io.StringIO(text, newline="") as f:
         reader = csv.reader(f)
         try:
             header = next(reader, None)
@@ -79,8 +91,8 @@ def read_csv(path: Path) -> list[tuple[int, str, list[str]]]:
 
 def read_classes(path: Path) -> list[str]:
     """Class names of ``classes.txt`` (one a line, blank lines skipped, no duplicates)."""
-    with open(path, encoding="utf-8-sig") as f:
-        names = [line.strip() for line in f.read().splitlines() if line.strip()]
+    names = [line.strip() for line in read_text(path, "class list", encoding="utf-8-sig").splitlines()
+             if line.strip()]
     if not names:
         raise DataSourceError(f"{path}: no class names")
     seen: set[str] = set()
@@ -115,11 +127,14 @@ def open_split(root: Path | None, split: str, *, seed: int = 0, tiny: bool = Fal
     class_names = class_names_for(root)
     index = {name: k for k, name in enumerate(class_names)}
     records: list[SourceRecord] = []
-    first_line: dict[str, int] = {}
+    first_line: dict[str, tuple[int, str]] = {}
     for line, rel, labels in rows:
-        if rel in first_line:
-            raise DataSourceError(f"{path}: line {line} repeats the path {rel!r} of line {first_line[rel]}")
-        first_line[rel] = line
+        norm = relative_image_path(rel, f"{path}: line {line}")
+        if norm in first_line:
+            prev, prev_rel = first_line[norm]
+            alias = "" if prev_rel == rel else f" (written {prev_rel!r} there: the same file)"
+            raise DataSourceError(f"{path}: line {line} repeats the path {rel!r} of line {prev}{alias}")
+        first_line[norm] = (line, rel)
         label = np.zeros(len(class_names), dtype=np.float32)
         for name in labels:
             if name not in index:

@@ -67,6 +67,8 @@ def normalise_path(line: str) -> str:
     parts = [s for s in p.split("/") if s and s != "."]
     if IMAGE_DIR in parts:
         parts = parts[len(parts) - parts[::-1].index(IMAGE_DIR):]
+    if ".." in parts:
+        raise DataSourceError(f"image list entry {line.strip()!r} leaves the {IMAGE_DIR} folder through '..'")
     return "/".join(parts)
 
 

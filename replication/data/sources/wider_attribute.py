@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from replication.data.sources import SourceRecord, SourceSplit, load_json, read_image
+from replication.data.sources import SourceRecord, SourceSplit, load_json, read_image, relative_image_path
 from replication.errors import BadImageError, DataSourceError
 
 log = logging.getLogger(__name__)
@@ -168,6 +168,7 @@ def open_split(
         if not isinstance(img, dict) or "file_name" not in img or not isinstance(img.get("targets"), list):
             raise DataSourceError(f"{path}: images[{i}] lacks 'file_name' or a 'targets' list")
         file_name = str(img["file_name"])
+        image_path = folder / relative_image_path(file_name, f"{path}: images[{i}]")
         for t, target in enumerate(img["targets"]):
             where = f"image {file_name} target {t}"
             label, bbox = _target_fields(target, path, where)
@@ -176,7 +177,7 @@ def open_split(
                 log.warning("%s: %s has an empty box %s; dropped", path, where, bbox)
                 continue
             key = f"{file_name}#{t}"
-            records.append(SourceRecord(key=key, label=label, load=BoxLoader(cache, folder / file_name, bbox, key)))
+            records.append(SourceRecord(key=key, label=label, load=BoxLoader(cache, image_path, bbox, key)))
     stats = {"images": len(data["images"]), "boxes": len(records) + empty_box, "empty_box": empty_box}
     log.info("%s: %d images, %d person boxes, %d empty boxes dropped", path, stats["images"], stats["boxes"], empty_box)
     if tiny:
