@@ -37,7 +37,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"Unsupported [^.]*", str(e))
-        detail = found.group(0) if found else " ".join(str(e).split())[:120]
+        detail = " ".join((found.group(0) if found else str(e)).split())[:120]  # one line
         raise UnsafeCheckpointError(f"{path}: refusing to load a checkpoint holding objects other than tensors and "
                                     f"plain values ({detail[:160]})") from None
     if not isinstance(ckpt, dict) or not {"model", "G", "iteration"} <= set(ckpt):

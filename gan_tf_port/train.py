@@ -8,7 +8,11 @@ Files in ``out_dir`` (rank 0 writes): ``checkpoint.pt`` (atomic; every ``checkpo
 iterations, on SIGINT/SIGTERM and at the end), ``samples/iter_NNNNNNN.png`` (fixed z: 64 in an 8×8
 grid for DCGAN, 100 in 10×10 for WGAN-GP, as the repositories; every ``sample_every`` iterations)
 and ``samples/final.png``, ``loss_curves.png`` and ``history.json`` (losses averaged over
-``log_every`` iterations), ``train_config.json``.
+``log_every`` iterations), ``train_config.json``. With ``keep_every`` N > 0 also
+``checkpoints/iter-NNNNNNN.pt`` every N iterations (kept, never overwritten by later ones; same
+content as ``checkpoint.pt`` at that iteration) and ``checkpoints/index.json``: for each kept file its
+iteration and the run's cumulative training CPU seconds (``time.process_time()``, all threads of the
+rank-0 process) and wall seconds, summed across resumes (:func:`read_kept_index`).
 
 Exact resume: the checkpoint holds both models and optimisers, the iteration, the data stream's
 (epoch, position), the trainer's noise generator, the fixed z, the partial loss window, and the
@@ -23,10 +27,12 @@ and return with status ``"interrupted"`` (a second signal aborts at once).
 """
 from __future__ import annotations
 
+import json
 import logging
 import random
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +54,9 @@ from gan_tf_port.steps import Noise, dcgan_iteration, wgan_gp_iteration
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
+KEPT_DIR = "checkpoints"        # kept checkpoints (``keep_every``) and their index
+KEPT_INDEX = "index.json"
+KEPT_FORMAT = "gan_tf_port/kept/1"
 DEFAULT_EPOCHS = {"dcgan": 25, "wgan-gp": 50}
 FIXED_SAMPLES = {"dcgan": 64, "wgan-gp": 100}
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
@@ -96,6 +105,7 @@ class TrainConfig:
     log_every: int = 10
     plot_on_checkpoint: bool = True  # redraw loss_curves.png at every checkpoint (always at the end)
     max_iters: int | None = None  # stop (with a checkpoint) once this many iterations are done
+    keep_every: int = 0        # keep checkpoints/iter-NNNNNNN.pt every N iterations (0: off)
     device: str = "auto"
     compile: str = "none"      # torch.compile mode for the plain forwards, or "none"
     num_workers: int = 0
@@ -114,6 +124,8 @@ class TrainConfig:
             raise ValueError(f"size must be >= 16 (four stride-2 layers), got {self.size}")
         if self.epochs is not None and self.epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        if self.keep_every < 0:
+            raise ValueError(f"keep_every must be >= 0, got {self.keep_every}")
 
 
 @dataclass
@@ -129,6 +141,25 @@ class TrainResult:
     last_logs: dict = field(default_factory=dict)
     generator: torch.nn.Module | None = None      # the trained modules (training mode)
     discriminator: torch.nn.Module | None = None
+
+
+def kept_name(iteration: int) -> str:
+    """File name of the checkpoint kept at ``iteration``: ``iter-NNNNNNN.pt``."""
+    return f"iter-{iteration:07d}.pt"
+
+
+def read_kept_index(out_dir: str | Path) -> dict:
+    """``out_dir/checkpoints/index.json``: ``{"format", "keep_every", "timed_from", "clock", "kept"}``.
+
+    ``kept`` lists ``{"iteration", "file", "cpu_s", "wall_s"}`` in iteration order (``file`` relative
+    to ``checkpoints/``); ``clock`` is the same record for the last ``checkpoint.pt`` (where a resume
+    continues the sums); ``timed_from`` is the iteration where timing began (0 unless keeping was
+    switched on by a resume). An empty index when the file does not exist.
+    """
+    path = Path(out_dir) / KEPT_DIR / KEPT_INDEX
+    if not path.is_file():
+        return {"format": KEPT_FORMAT, "keep_every": 0, "timed_from": 0, "clock": None, "kept": []}
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -225,6 +256,8 @@ class GanTrainer:
         self.last_logs: dict[str, float] = {}
         self.status = "done"
         self._bar: tqdm | None = None
+        self.kept_index: dict = {}                  # checkpoints/index.json (keep_every > 0, rank 0)
+        self._clock = (0.0, 0.0, 0.0, 0.0)          # cpu_s, wall_s so far; process_time, perf_counter then
         self.sync = gdist.grad_sync(self.world) if self.world > 1 else None
         self.g_fwd: Callable | None = None
         self.d_fwd: Callable | None = None
@@ -309,9 +342,56 @@ class GanTrainer:
         if self.main:
             atomic_torch_save(self.state(noise_states), self.ckpt_path)
             atomic_write_json(self.out / "history.json", self.history)
+            if self.cfg.keep_every:
+                if not self.kept_index:
+                    self._start_clock()
+                self.kept_index["clock"] = self._clock_record()
+                atomic_write_json(self.out / KEPT_DIR / KEPT_INDEX, self.kept_index)
             if self.cfg.plot_on_checkpoint and len(self.history["iteration"]) > 1:
                 self._plot()
         self.last_ckpt = self.iteration
+
+    def keep(self) -> None:
+        """Write ``checkpoints/iter-NNNNNNN.pt`` (the checkpoint's content now) and add it to the index.
+
+        Rank 0 writes; every rank must call. Raises :class:`NonFiniteLossError` as :meth:`save` does.
+        """
+        self._check_window()
+        noise_states = gdist.gather_objects(self.noise.state())
+        if not self.main:
+            return
+        if not self.kept_index:
+            self._start_clock()
+        name = kept_name(self.iteration)
+        atomic_torch_save(self.state(noise_states), self.out / KEPT_DIR / name)
+        kept = [e for e in self.kept_index["kept"] if e["iteration"] != self.iteration]
+        self.kept_index["kept"] = [*kept, {**self._clock_record(), "file": name}]
+        self.kept_index["keep_every"] = self.cfg.keep_every
+        atomic_write_json(self.out / KEPT_DIR / KEPT_INDEX, self.kept_index)
+
+    def _clock_record(self) -> dict:
+        """``{"iteration", "cpu_s", "wall_s"}``: the training time of this run so far, across resumes."""
+        cpu, wall, t_cpu, t_wall = self._clock
+        return {"iteration": self.iteration, "cpu_s": round(cpu + time.process_time() - t_cpu, 4),
+                "wall_s": round(wall + time.perf_counter() - t_wall, 4)}
+
+    def _start_clock(self) -> None:
+        """Rank 0: read the kept index and continue its time sums from the current iteration (:meth:`run`)."""
+        if not self.main:
+            return
+        index = read_kept_index(self.out)
+        index["kept"] = [e for e in index["kept"] if e["iteration"] <= self.iteration]  # a killed run's later ones
+        marks = [e for e in [index.get("clock"), *index["kept"]] if e and e["iteration"] <= self.iteration]
+        last = max(marks, key=lambda e: e["iteration"], default=None)
+        if last is None or last["iteration"] < self.iteration:
+            if self.iteration:
+                log.warning("%s: no training time recorded for iterations %s..%d; kept checkpoints time the rest",
+                            self.out / KEPT_DIR / KEPT_INDEX, last["iteration"] if last else 0, self.iteration)
+            if last is None:
+                index["timed_from"] = self.iteration
+        cpu, wall = (last["cpu_s"], last["wall_s"]) if last else (0.0, 0.0)
+        self.kept_index = {**index, "keep_every": self.cfg.keep_every}
+        self._clock = (float(cpu), float(wall), time.process_time(), time.perf_counter())
 
     def restore(self) -> None:
         """Continue from ``out_dir/checkpoint.pt``; :class:`CheckpointError` if unreadable or of other settings."""
@@ -424,6 +504,8 @@ class GanTrainer:
             self._flush_window()
         if cfg.sample_every and it % cfg.sample_every == 0:
             self.save_samples(f"iter_{it:07d}.png")
+        if cfg.keep_every and it % cfg.keep_every == 0:
+            self.keep()
         received = sig.received is not None
         interrupted = gdist.any_rank(received, self.device) if self.world > 1 else received
         if interrupted:
@@ -451,6 +533,8 @@ class GanTrainer:
     def run(self, resume: bool = False) -> TrainResult:
         """Train until ``total`` (or ``max_iters``) iterations or a signal; see :func:`train`."""
         self._open(resume)
+        if self.cfg.keep_every:
+            self._start_clock()
         self.status = "done"
         self._bar = tqdm(total=self.total, initial=self.iteration, desc=self.cfg.arch, unit="it",
                          disable=not (self.cfg.progress and self.main), dynamic_ncols=True)

@@ -24,6 +24,7 @@ from kernels import assign_labels
 from replication.data.labelfile import write_label_file
 from replication.data.shards import ShardSet
 from replication.errors import ConfigError, ShardError
+from replication.io_utils import check_output_path
 from replication.locking import output_lock
 from replication.predictions import read_preds
 from replication.vocabulary import RULES, SCORELESS_RULES, SPL_INPUTS
@@ -90,6 +91,7 @@ def assign_label_file(
     out = Path(out)
     if out.exists() and not out.is_file() or out.is_symlink():
         raise ConfigError(f"{out}: --out must be a label file (.h5), not a folder or a symbolic link")
+    check_output_path(out, ("the generated shard set", generated), ("the scores file", scores))
     with output_lock(out):
         return _assign_locked(rule, scores, Path(generated), out, k=k, spl_input=spl_input, temperature=temperature,
                               seed=seed)

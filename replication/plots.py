@@ -1,4 +1,4 @@
-"""Figures written as files: a per-class AP bar chart and loss / mAP curves.
+"""Figures written as files: a per-class AP bar chart, loss / mAP curves and GAN quality curves.
 
 Matplotlib's object API with the Agg canvas (no pyplot, no global state, no display needed). Files
 are written atomically; the format follows the file suffix (``.png`` by default, ``.pdf``, ``.svg``).
@@ -139,6 +139,55 @@ def plot_curves(history: Mapping[str, Sequence[float] | tuple[Sequence[float], S
         ax.set_ylabel(quantity)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+#: Panels of :func:`plot_quality_curves` (key in each curve → axis label) and its two x axes.
+QUALITY_PANELS = {"fd": "Fréchet distance", "kid": "KID", "precision": "precision", "recall": "recall"}
+QUALITY_X = {"iteration": "iteration", "cpu_s": "training CPU seconds"}
+
+
+def plot_quality_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str | os.PathLike,
+                        title: str | None = None) -> Path:
+    """GAN sample quality against training progress: FD, KID, precision and recall (rows) against
+    iterations and against training CPU seconds (columns), one line per run.
+
+    Args:
+        curves: ``{run label: {"iteration": [...], "cpu_s": [...], "fd": [...], "kid": [...],
+            "precision": [...], "recall": [...]}}``, equal-length sequences per run (NaN leaves a gap).
+        path: output file (``.png``, ``.pdf`` or ``.svg``), written atomically.
+        title: figure title (optional).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    if not curves:
+        raise PlotInputError("plot_quality_curves: no runs to plot")
+    data: dict[str, dict[str, np.ndarray]] = {}
+    for label, curve in curves.items():
+        missing = [k for k in (*QUALITY_X, *QUALITY_PANELS) if k not in curve]
+        if missing:
+            raise PlotInputError(f"plot_quality_curves: run {label!r} lacks {', '.join(missing)}")
+        data[label] = {k: np.asarray(curve[k], dtype=np.float64).ravel() for k in (*QUALITY_X, *QUALITY_PANELS)}
+        sizes = {v.size for v in data[label].values()}
+        if sizes == {0} or len(sizes) != 1:
+            raise PlotInputError(f"plot_quality_curves: run {label!r} has empty or unequal series")
+    fig = Figure(figsize=(10.0, 2.6 * len(QUALITY_PANELS)))
+    for r, (key, ylabel) in enumerate(QUALITY_PANELS.items()):
+        for c, (xkey, xlabel) in enumerate(QUALITY_X.items()):
+            ax = fig.add_subplot(len(QUALITY_PANELS), len(QUALITY_X), r * len(QUALITY_X) + c + 1)
+            for label, d in data.items():
+                ax.plot(d[xkey], d[key], marker="o" if d[key].size <= 30 else None, markersize=3, label=label)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            if key in ("precision", "recall"):
+                ax.set_ylim(-0.02, 1.02)
+            ax.grid(alpha=0.3)
+            if r == 0 and c == 0:
+                ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

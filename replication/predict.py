@@ -13,6 +13,7 @@ import torch
 from replication.data.shards import ShardSet
 from replication.data.transforms import CaffeTestTransform
 from replication.errors import ConfigError, ShardError
+from replication.io_utils import check_output_path
 from replication.locking import output_lock
 from replication.models import build_model
 from replication.predictions import score_images, write_preds
@@ -33,6 +34,9 @@ def predict(run_dir: Path, data: Path, out: Path, *, batch_size: int = 256, devi
     run_dir, data, out = Path(run_dir), Path(data), Path(out)
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size}: must be >= 1")
+    out = check_output_path(out, ("the shard set", data))
+    if out.exists() and not out.is_file():
+        raise ConfigError(f"{out}: --out must be a predictions file (.npz), not a folder")
     with output_lock(out):  # one writer per preds file
         return _predict_locked(run_dir, data, out, batch_size=batch_size, device=device)
 

@@ -13,9 +13,17 @@ Values are percentages with one decimal; the difference is taken between the *di
 (rounded) numbers, so a reader can check it by eye. Literature rows (DHC, WARP, CNN-RNN) come
 from the paper only.
 
-Outputs: ``<out>/<name>.md``, ``.csv`` (wide: per metric ours, std, paper, diff), ``.tex``
-(booktabs; per method a row for ours, the paper and Δ) and ``<name>_map.png`` (mAP per row,
-ours vs paper).
+When the spec has an ``mAP`` column and a baseline row, every other row also shows its paired
+difference to the baseline, Δ mAP = row − baseline with seed i paired with seed i, its 95% t
+confidence interval over the seeds and a verdict (better / worse / no detectable difference; n/a
+with one seed): :mod:`replication.statistics`, docs/metrics.md#comparing-rows-over-seeds. Δ and its
+interval have two decimals. The Markdown starts with a paragraph that says which of the paper's
+claims held (:func:`replication.statistics.verdict_paragraph`).
+
+Outputs: ``<out>/<name>.md``, ``.csv`` (wide: per metric ours, std, paper, diff; for mAP also the
+paired Δ, its CI, the paired seed count and the verdict), ``.tex`` (booktabs; per method a row for
+ours, the paper and Δ, plus two columns for Δ mAP vs the baseline and the verdict) and
+``<name>_map.png`` (mAP per row, ours vs paper).
 """
 from __future__ import annotations
 
@@ -23,8 +31,7 @@ import csv
 import io
 import json
 import logging
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,12 +41,26 @@ from replication.errors import ConfigError
 from replication.experiments.spec import ExperimentSpec
 from replication.io_utils import atomic_write, atomic_write_text
 from replication.paper_table import PaperTable, read_paper_table
-from replication.vocabulary import TOP3_PREFIX, metric_label, parse_row, row_label
+from replication.statistics import (
+    NOT_AVAILABLE,
+    Claim,
+    ClaimGroup,
+    PairedDiff,
+    evaluate_claims,
+    mean_std,
+    paired_difference,
+    verdict_paragraph,
+)
+from replication.vocabulary import BASELINE, TOP3_PREFIX, metric_label, parse_row, row_label
 
 log = logging.getLogger(__name__)
 FORMATS = ("md", "csv", "tex")
 DASH = "–"
 TOP3_TEXT = {"pure": "the 3 highest scores of each image", "thresholded": "the 3 highest scores with score > 0.5"}
+#: The metric whose paired difference to the baseline, confidence interval and verdict the table shows.
+DELTA_METRIC = "mAP"
+#: The verdict cell of the baseline row (the reference of every Δ).
+REFERENCE = "reference"
 
 
 # ------------------------------------------------------------------------------------ our results
@@ -99,48 +120,69 @@ class Cell:
 
 @dataclass(frozen=True)
 class TableRow:
-    """One rendered row: its id, the paper's name for it, our seed count and a cell per column."""
+    """One rendered row: its id, the paper's name for it, our seed count and a cell per column.
+
+    ``delta`` is the paired Δ mAP of the row vs the baseline (None for the baseline itself, for
+    literature rows, and when the row shares no seed with the baseline).
+    """
 
     row: str
     label: str
     seeds: int
     literature: bool
     cells: tuple[Cell, ...]
+    delta: PairedDiff | None = None
 
 
 @dataclass(frozen=True)
 class Table:
-    """A table ready to format: spec, paper table and rows (literature first, as in the paper)."""
+    """A table ready to format: spec, paper table, rows (literature first, as in the paper) and claims.
+
+    ``claims`` and ``claim_group`` are the paper's claims tested on our mAP
+    (:func:`replication.statistics.evaluate_claims`).
+    """
 
     spec: ExperimentSpec
     paper: PaperTable
     rows: tuple[TableRow, ...]
+    claims: tuple[Claim, ...] = ()
+    claim_group: ClaimGroup | None = None
+
+    @property
+    def has_delta(self) -> bool:
+        """Whether the table shows the Δ mAP vs baseline and verdict columns (an mAP column and a baseline row)."""
+        return DELTA_METRIC in self.spec.columns and BASELINE in self.spec.rows
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
-    mean = math.fsum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    var = math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)
-    return mean, math.sqrt(var)
+def metric_by_seed(results: Mapping[str, Mapping[int, Mapping[str, float]]],
+                   metric: str = DELTA_METRIC) -> dict[str, dict[int, float]]:
+    """``row → seed → value`` of one metric, from ``row → seed → metrics`` (seeds without it left out)."""
+    return {row: {seed: m[metric] for seed, m in seeds.items() if metric in m} for row, seeds in results.items()}
 
 
 def build_table(spec: ExperimentSpec, results: Mapping[str, Mapping[int, Mapping[str, float]]],
                 paper: PaperTable) -> Table:
-    """Combine our results (row → seed → metric) with the paper's numbers into a :class:`Table`."""
+    """Combine our results (row → seed → metric) with the paper's numbers into a :class:`Table`.
+
+    Adds the paired Δ mAP of every row vs the baseline and the paper's claims tested on our mAP.
+    """
     rows: list[TableRow] = []
     for lit in spec.paper.literature:
         cells = tuple(Cell(None, None, paper.get(lit, c)) for c in spec.columns)
         rows.append(TableRow(lit, lit, 0, True, cells))
+    values = metric_by_seed(results)
+    base = values.get(BASELINE, {})
     for row in spec.rows:
         seeds = results.get(row, {})
         cells = []
         for c in spec.columns:
             vals = [m[c] for m in seeds.values() if c in m]
-            mean, std = _mean_std(vals) if vals else (None, None)
+            mean, std = mean_std(vals) if vals else (None, None)
             cells.append(Cell(mean, std, paper.get(row, c)))
-        rows.append(TableRow(row, row_label(row), len(seeds), False, tuple(cells)))
-    return Table(spec, paper, tuple(rows))
+        delta = None if row == BASELINE else paired_difference(values.get(row, {}), base)
+        rows.append(TableRow(row, row_label(row), len(seeds), False, tuple(cells), delta))
+    claims, group = evaluate_claims(values, spec.rows)
+    return Table(spec, paper, tuple(rows), claims, group)
 
 
 # ------------------------------------------------------------------------------------ formatting
@@ -155,6 +197,33 @@ def _num(x: float | None, signed: bool = False, minus: str = "-") -> str:
     return text.replace("-", minus)
 
 
+def _num2(x: float, minus: str = "-") -> str:
+    """Signed, two decimals (Δ and its CI): ``+1.23``, ``-0.40``; zero as ``+0.00``."""
+    text = f"{x:+.2f}"
+    if text == "-0.00":
+        text = "+0.00"
+    return text.replace("-", minus)
+
+
+def delta_text(r: TableRow, minus: str = "-") -> str:
+    """The Δ mAP cell of a row: ``+1.23 [+0.45, +2.01]``, ``+1.23 (1 seed)`` or "" (no paired seed / baseline)."""
+    d = r.delta
+    if d is None:
+        return ""
+    if d.low is None or d.high is None:
+        return f"{_num2(d.mean, minus)} (1 seed)"
+    return f"{_num2(d.mean, minus)} [{_num2(d.low, minus)}, {_num2(d.high, minus)}]"
+
+
+def verdict_text(r: TableRow) -> str:
+    """The verdict cell: the verdict of the row's Δ, "reference" for the baseline, "" without a Δ."""
+    if r.literature:
+        return ""
+    if r.row == BASELINE:
+        return REFERENCE
+    return "" if r.delta is None else r.delta.verdict
+
+
 def _legend(table: Table) -> list[str]:
     spec = table.spec
     seeds = sorted({r.seeds for r in table.rows if not r.literature})
@@ -162,6 +231,16 @@ def _legend(table: Table) -> list[str]:
         f"Each cell: ours / paper / difference (ours − paper), in %. Ours: {spec.dataset.source}, "
         f"mean ± sample std over the seeds when there are several (seeds per row: "
         f"{', '.join(map(str, seeds)) or '0'}).",
+    ]
+    if table.has_delta:
+        lines.append(
+            f"Δ {DELTA_METRIC} vs baseline: the mean paired difference row − baseline (seed i with seed i), in "
+            f"points, with its 95% confidence interval [low, high] from the t distribution with n − 1 degrees of "
+            f"freedom over the n paired seeds. Verdict: *better* if the interval lies entirely above 0, "
+            f"*worse* if entirely below, *no detectable difference* if it contains 0; *{NOT_AVAILABLE}* with a "
+            f"single seed (one difference gives no estimate of its spread)."
+        )
+    lines += [
         f"Paper: {spec.paper.caption}.",
         f"Metric convention `{spec.metrics.convention}`; Top-3 columns count as positive "
         f"{TOP3_TEXT[spec.metrics.top3]} (`{spec.metrics.top3}`).",
@@ -171,42 +250,76 @@ def _legend(table: Table) -> list[str]:
     return lines
 
 
-def format_markdown(table: Table) -> str:
-    """The table as GitHub Markdown: a title, a legend and one ``ours / paper / Δ`` cell per metric."""
+def format_verdict(table: Table) -> str:
+    """The plain-language paragraph on the paper's claims (Markdown), from the table's paired mAP results."""
+    if table.claim_group is None:
+        return ""
+    return verdict_paragraph(table.claims, table.claim_group, DELTA_METRIC)
+
+
+def format_markdown(table: Table, *, verdict: bool = True) -> str:
+    """The table as GitHub Markdown: a title, the verdict on the paper's claims, a legend and the table.
+
+    One ``ours / paper / Δ`` cell per metric, and after the mAP column the paired Δ mAP vs the
+    baseline with its 95% CI and the verdict. ``verdict=False`` leaves the claims paragraph out.
+    """
     spec = table.spec
     out = [f"# {spec.title}", ""]
+    if verdict and table.claim_group is not None:
+        out += [format_verdict(table), "## Table", ""]
     out += [f"- {line}" for line in _legend(table)]
     out.append("")
-    out.append("| Method | Seeds | " + " | ".join(metric_label(c) for c in spec.columns) + " |")
-    out.append("|---|---:|" + "---:|" * len(spec.columns))
+    heads, aligns = [], []
+    for c in spec.columns:
+        heads.append(metric_label(c))
+        aligns.append("---:|")
+        if table.has_delta and c == DELTA_METRIC:
+            heads += [f"Δ {DELTA_METRIC} vs baseline [95% CI]", "Verdict"]
+            aligns += ["---:|", "---|"]
+    out.append("| Method | Seeds | " + " | ".join(heads) + " |")
+    out.append("|---|---:|" + "".join(aligns))
     for r in table.rows:
         cells = []
-        for cell in r.cells:
+        for c, cell in zip(spec.columns, r.cells, strict=True):
             ours = (
                 DASH if cell.ours is None else _num(cell.ours) + (f" ± {cell.std:.1f}" if cell.std is not None else "")
             )
             paper = DASH if cell.paper is None else _num(cell.paper)
             diff = DASH if cell.diff is None else _num(cell.diff, signed=True)
             cells.append(f"{ours} / {paper} / {diff}")
+            if table.has_delta and c == DELTA_METRIC:
+                cells += [delta_text(r) or DASH, verdict_text(r) or DASH]
         seeds = DASH if r.literature else str(r.seeds)
         out.append(f"| {r.label} | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
 
 def format_csv(table: Table) -> str:
-    """The table as wide CSV: ``method,generator,seeds`` then per metric ``<m>,<m>:std,<m>:paper,<m>:diff``."""
+    """The table as wide CSV: ``method,generator,seeds`` then per metric ``<m>,<m>:std,<m>:paper,<m>:diff``.
+
+    After the mAP group: ``mAP:delta,mAP:delta_low,mAP:delta_high`` (paired Δ vs the baseline and
+    its 95% CI, two decimals), ``mAP:paired_seeds`` and ``mAP:verdict``.
+    """
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     header = ["method", "generator", "seeds"]
     for c in table.spec.columns:
         header += [c, f"{c}:std", f"{c}:paper", f"{c}:diff"]
+        if table.has_delta and c == DELTA_METRIC:
+            header += [f"{c}:delta", f"{c}:delta_low", f"{c}:delta_high", f"{c}:paired_seeds", f"{c}:verdict"]
     w.writerow(header)
     for r in table.rows:
         method, gen = (r.row, None) if r.literature else parse_row(r.row)
         line = [method, gen or "", "" if r.literature else str(r.seeds)]
-        for cell in r.cells:
+        for c, cell in zip(table.spec.columns, r.cells, strict=True):
             line += [_num(cell.ours), "" if cell.std is None else f"{cell.std:.1f}", _num(cell.paper),
                      _num(cell.diff, signed=True)]
+            if table.has_delta and c == DELTA_METRIC:
+                d = r.delta
+                line += ["" if d is None else _num2(d.mean),
+                         "" if d is None or d.low is None else _num2(d.low),
+                         "" if d is None or d.high is None else _num2(d.high),
+                         "" if d is None else str(d.n), verdict_text(r)]
         w.writerow(line)
     return buf.getvalue()
 
@@ -219,11 +332,22 @@ def _tex_escape(text: str) -> str:
 
 
 def format_latex(table: Table) -> str:
-    """The table as a LaTeX ``table`` (needs ``booktabs``): per method a row for ours, the paper and Δ."""
+    """The table as a LaTeX ``table`` (needs ``booktabs``): per method a row for ours, the paper and Δ.
+
+    With a baseline row and an mAP column, two last columns give, on each method's "ours" row, the
+    paired Δ mAP vs the baseline with its 95% CI and the verdict.
+    """
     spec = table.spec
     cols = spec.columns
     n_all = sum(1 for c in cols if not c.startswith(TOP3_PREFIX))
     n_top = len(cols) - n_all
+    extra = 2 if table.has_delta else 0
+    delta_caption = (
+        f" Last two columns: the paired difference $\\Delta${DELTA_METRIC} = row $-$ baseline (seed $i$ with seed "
+        f"$i$) with its 95\\% $t$ confidence interval over the seeds, and the verdict (better / worse if the "
+        f"interval lies above / below 0, no detectable difference if it contains 0, n/a with one seed)."
+        if extra else ""
+    )
     lines = [
         "% Generated by `spl tables render`; needs \\usepackage{booktabs}.",
         "\\begin{table*}[t]",
@@ -231,9 +355,10 @@ def format_latex(table: Table) -> str:
         "\\small",
         f"\\caption{{{_tex_escape(spec.title)}. Ours ({_tex_escape(spec.dataset.source)}, mean"
         f"$\\pm$std over seeds) vs.\\ the paper ({_tex_escape(spec.paper.caption)}); "
-        f"$\\Delta$ = ours $-$ paper, in \\%.{(' ' + _tex_escape(spec.paper.note)) if spec.paper.note else ''}}}",
+        f"$\\Delta$ = ours $-$ paper, in \\%.{delta_caption}"
+        f"{(' ' + _tex_escape(spec.paper.note)) if spec.paper.note else ''}}}",
         f"\\label{{tab:{spec.name}}}",
-        "\\begin{tabular}{ll" + "r" * len(cols) + "}",
+        "\\begin{tabular}{ll" + "r" * len(cols) + "rl" * (extra // 2) + "}",
         "\\toprule",
     ]
     groups, rules = [], []
@@ -243,11 +368,17 @@ def format_latex(table: Table) -> str:
     if n_top:
         groups.append(f"\\multicolumn{{{n_top}}}{{c}}{{Top-3}}")
         rules.append(f"\\cmidrule(lr){{{3 + n_all}-{2 + len(cols)}}}")
+    if extra:
+        groups.append(f"\\multicolumn{{2}}{{c}}{{{DELTA_METRIC} vs.\\ baseline}}")
+        rules.append(f"\\cmidrule(lr){{{3 + len(cols)}-{4 + len(cols)}}}")
     lines.append("Method & & " + " & ".join(groups) + " \\\\")
     lines.append("".join(rules))
     names = [c[len(TOP3_PREFIX):] if c.startswith(TOP3_PREFIX) else c for c in cols]
+    if extra:
+        names += ["$\\Delta$ [95\\% CI]", "verdict"]
     lines.append(" & & " + " & ".join(names) + " \\\\")
     lines.append("\\midrule")
+    blank = [""] * extra
     for i, r in enumerate(table.rows):
         if i:
             lines.append("\\addlinespace")
@@ -258,13 +389,15 @@ def format_latex(table: Table) -> str:
                 else _num(c.ours, minus="$-$") + (f"$\\pm${c.std:.1f}" if c.std is not None else "")
                 for c in r.cells
             ]
+            if extra:
+                ours += [delta_text(r, minus="$-$") or "--", verdict_text(r) or "--"]
             lines.append(f"{label} & ours ({r.seeds}) & " + " & ".join(ours) + " \\\\")
             label = ""
         paper = ["--" if c.paper is None else _num(c.paper) for c in r.cells]
-        lines.append(f"{label} & paper & " + " & ".join(paper) + " \\\\")
+        lines.append(f"{label} & paper & " + " & ".join(paper + blank) + " \\\\")
         if not r.literature:
             diff = ["--" if c.diff is None else _num(c.diff, signed=True, minus="$-$") for c in r.cells]
-            lines.append(" & $\\Delta$ & " + " & ".join(diff) + " \\\\")
+            lines.append(" & $\\Delta$ & " + " & ".join(diff + blank) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table*}"]
     return "\n".join(lines) + "\n"
 
@@ -343,7 +476,7 @@ def render_spec(spec: ExperimentSpec, runs: str | Path = "runs", out_dir: str | 
 
 
 __all__ = [
-    "PaperTable", "Cell", "TableRow", "Table", "read_paper_table", "collect_results", "build_table",
-    "format_markdown", "format_csv", "format_latex", "plot_map", "load_table", "write_table", "render_spec",
-    "FORMATS",
+    "PaperTable", "Cell", "TableRow", "Table", "read_paper_table", "collect_results", "metric_by_seed",
+    "build_table", "delta_text", "verdict_text", "format_verdict", "format_markdown", "format_csv", "format_latex",
+    "plot_map", "load_table", "write_table", "render_spec", "FORMATS", "DELTA_METRIC", "REFERENCE",
 ]

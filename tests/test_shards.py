@@ -129,7 +129,11 @@ def test_old_interrupted_build_in_out_is_replaced_but_user_files_are_not(tmp_pat
     out.mkdir()
     (out / "part-00000.h5").write_bytes(b"partial")
     (out / "part-00001.h5.tmp").write_bytes(b"partial")
-    _write(out, n=5, per_shard=10)  # only our own files: replaced
+    with pytest.raises(ShardError, match="neither a manifest nor a build marker"):  # our names, but no proof
+        _write(out, n=5, per_shard=10)
+    assert sorted(p.name for p in out.iterdir()) == ["part-00000.h5", "part-00001.h5.tmp"]
+    (out / ".spl-building").write_text("pid 1\n")
+    _write(out, n=5, per_shard=10)  # only our own files and our marker: replaced
     assert len(ShardSet(out)) == 5
     user = tmp_path / "mine"
     user.mkdir()

@@ -7,6 +7,8 @@ expected Markdown, CSV and LaTeX, compared byte for byte.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import shutil
@@ -18,7 +20,17 @@ from click.testing import CliRunner
 
 from replication.errors import ConfigError
 from replication.experiments.spec import load_spec, spec_from_dict
-from replication.tables import Cell, build_table, collect_results, load_table, read_paper_table, render_spec
+from replication.tables import (
+    Cell,
+    build_table,
+    collect_results,
+    format_csv,
+    format_latex,
+    format_markdown,
+    load_table,
+    read_paper_table,
+    render_spec,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN_SPEC = FIXTURES / "golden_spec.yaml"
@@ -164,3 +176,156 @@ def test_malformed_metrics_json_names_file(tmp_path):
     with pytest.raises(ConfigError, match="metrics-0000000000a0/metrics.json: malformed JSON"):
         collect_results(load_spec(GOLDEN_SPEC), runs)
     json.loads((GOLDEN_RUNS / "digits-mosaic" / "metrics-0000000000a0" / "metrics.json").read_text())
+
+
+# ------------------------------------------------------------------------------------ paired Δ, CI and verdict
+
+# mAP per seed (3 seeds); the other rows are the baseline plus a known offset per seed, so the paired
+# differences are exactly these offsets (written out with their hand-computed CIs below).
+BASE_MAP = (70.0, 75.0, 68.0)
+OFFSETS = {
+    "smooth/dcgan": (1.0, 1.2, 0.8),  # mean 1, sd 0.2: half = 4.302652729749464 · 0.2 / √3 = 0.4968 → better
+    "pseudo/dcgan": (-3.0, -3.5, -2.5),  # mean −3, sd 0.5: half = 4.302652729749464 · 0.5 / √3 = 1.2421 → worse
+    "spl/dcgan": (1.0, 2.0, 4.0),  # mean 7/3, sd √(7/3): half = 4.302652729749464 · √(7/9) = 3.7946 → overlap
+}
+ONE_SEED = {"spl/wgan-gp": 0.5}  # seed 0 only: Δ without an interval
+
+
+def _stat_spec(tmp_path: Path, rows: list[str]):
+    raw = _raw()
+    raw["rows"] = rows
+    return spec_from_dict(raw, tmp_path / "stat_spec.yaml")
+
+
+def _write_run(runs: Path, spec, row: str, seed: int, map_value: float, done: bool = True) -> None:
+    d = runs / spec.dataset.source / f"metrics-{abs(hash((row, seed))) % 10**12:012x}"
+    d.mkdir(parents=True)
+    metrics = {c: 50.0 + seed for c in spec.columns}
+    metrics["mAP"] = map_value
+    rec = {"table": spec.name, "fingerprint": spec.fingerprint(), "row": row, "seed": seed,
+           "finished": "2025-01-01T00:00:00Z", "metrics": metrics}
+    (d / "metrics.json").write_text(json.dumps(rec))
+    if done:
+        (d / "done").write_text("")
+
+
+@pytest.fixture()
+def stat_runs(tmp_path):
+    spec = _stat_spec(tmp_path, ["baseline", *OFFSETS, *ONE_SEED])
+    runs = tmp_path / "runs"
+    for s, b in enumerate(BASE_MAP):
+        _write_run(runs, spec, "baseline", s, b)
+        for row, offs in OFFSETS.items():
+            _write_run(runs, spec, row, s, b + offs[s])
+    for row, off in ONE_SEED.items():
+        _write_run(runs, spec, row, 0, BASE_MAP[0] + off)
+    return spec, runs
+
+
+def test_paired_delta_in_the_table(stat_runs):
+    spec, runs = stat_runs
+    table = load_table(spec, runs)
+    rows = {r.row: r for r in table.rows}
+    assert rows["baseline"].delta is None
+    d = rows["smooth/dcgan"].delta
+    half = 4.302652729749464 * 0.2 / math.sqrt(3)
+    assert d.seeds == (0, 1, 2) and d.mean == pytest.approx(1.0)
+    assert (d.low, d.high) == pytest.approx((1.0 - half, 1.0 + half))
+    assert d.verdict == "better"
+    assert rows["pseudo/dcgan"].delta.verdict == "worse"
+    assert rows["spl/dcgan"].delta.verdict == "no detectable difference"
+    assert rows["spl/wgan-gp"].delta.n == 1 and rows["spl/wgan-gp"].delta.verdict == "n/a"
+
+
+def test_markdown_shows_ci_and_verdict(stat_runs, tmp_path):
+    spec, runs = stat_runs
+    written = render_spec(spec, runs, tmp_path / "out", formats=["md"], plot=False)
+    md = written["md"].read_text(encoding="utf-8")
+    assert "| Method | Seeds | mAP | Δ mAP vs baseline [95% CI] | Verdict | F1-C |" in md
+    assert "| Baseline | 3 | 71.0 ± 3.6 / 71.9 / -0.9 | – | reference |" in md
+    assert "| Smooth labeling (DCGAN) | 3 | 72.0 ± 3.8 / 73.2 / -1.2 | +1.00 [+0.50, +1.50] | better |" in md
+    assert "| Pseudo labeling (DCGAN) | 3 | 68.0 ± 3.1 / 70.4 / -2.4 | -3.00 [-4.24, -1.76] | worse |" in md
+    assert "| +2.33 [-1.46, +6.13] | no detectable difference |" in md
+    # one seed: no ± and no interval, verdict n/a
+    assert "| Our SPL (WGAN-GP) | 1 | 70.5 / 73.5 / -3.0 | +0.50 (1 seed) | n/a |" in md
+    # the report page starts with the verdict on the paper's claims, then the table
+    assert md.index("## Verdict on the paper's claims") < md.index("| Method |")
+    assert "- smooth labeling > baseline (DCGAN): **held** (Δ mAP = +1.00, 95% CI [+0.50, +1.50], 3 paired seeds)" in md
+    assert "- baseline > pseudo labeling (DCGAN): **held** (Δ mAP = +3.00, 95% CI [+1.76, +4.24], 3 paired seeds)" in md
+    assert "- SPL > baseline (DCGAN): **not detectable** (Δ mAP = +2.33, 95% CI [−1.46, +6.13]" in md
+    assert "- SPL ≥ smooth labeling (DCGAN): **not detectable**" in md
+    assert "- SPL > baseline (WGAN-GP): **skipped** (Δ mAP = +0.50, 1 paired seed;" in md
+    assert "- baseline > random labeling (DCGAN): **skipped** (row random/dcgan not in the table)" in md
+    assert "SPL beats the baseline with both GANs (DCGAN and WGAN-GP): **skipped**." in md
+
+
+def test_csv_shows_ci_and_verdict(stat_runs, tmp_path):
+    spec, runs = stat_runs
+    written = render_spec(spec, runs, tmp_path / "out", formats=["csv"], plot=False)
+    rows = {(r["method"], r["generator"]): r for r in csv.DictReader(io.StringIO(written["csv"].read_text()))}
+    keys = ["mAP:delta", "mAP:delta_low", "mAP:delta_high", "mAP:paired_seeds", "mAP:verdict"]
+    assert [rows[("smooth", "dcgan")][k] for k in keys] == ["+1.00", "+0.50", "+1.50", "3", "better"]
+    assert [rows[("pseudo", "dcgan")][k] for k in keys] == ["-3.00", "-4.24", "-1.76", "3", "worse"]
+    assert [rows[("spl", "dcgan")][k] for k in keys] == ["+2.33", "-1.46", "+6.13", "3", "no detectable difference"]
+    assert [rows[("spl", "wgan-gp")][k] for k in keys] == ["+0.50", "", "", "1", "n/a"]
+    assert [rows[("baseline", "")][k] for k in keys] == ["", "", "", "", "reference"]
+    header = written["csv"].read_text().splitlines()[0].split(",")
+    assert header.index("mAP:delta") == header.index("mAP:diff") + 1
+
+
+def test_latex_shows_ci_and_verdict(stat_runs, tmp_path):
+    spec, runs = stat_runs
+    written = render_spec(spec, runs, tmp_path / "out", formats=["tex"], plot=False)
+    tex = written["tex"].read_text()
+    n_cols = 2 + len(spec.columns) + 2
+    assert "\\begin{tabular}{ll" + "r" * len(spec.columns) + "rl}" in tex
+    assert "$\\Delta$ [95\\% CI] & verdict \\\\" in tex
+    assert "& +1.00 [+0.50, +1.50] & better \\\\" in tex
+    assert "& $-$3.00 [$-$4.24, $-$1.76] & worse \\\\" in tex
+    assert "& +2.33 [$-$1.46, +6.13] & no detectable difference \\\\" in tex
+    assert "& +0.50 (1 seed) & n/a \\\\" in tex
+    assert "& -- & reference \\\\" in tex
+    body = tex[tex.index("\\midrule"):tex.index("\\bottomrule")]
+    data = [line for line in body.splitlines() if line.endswith("\\\\")]
+    assert data and all(line.count("&") == n_cols - 1 for line in data)  # every row has every column
+
+
+def test_cli_ends_with_the_verdict(stat_runs, tmp_path):
+    from replication.commands.tables import command
+
+    spec, runs = stat_runs
+    spec_file = tmp_path / "stat_spec.yaml"
+    raw = _raw()
+    raw["rows"] = list(spec.rows)
+    spec_file.write_text(yaml.safe_dump(raw))
+    res = CliRunner().invoke(command, ["render", str(spec_file), "--runs", str(runs), "--out", str(tmp_path / "o"),
+                                       "--no-plot"])
+    assert res.exit_code == 0, res.output
+    out = res.stdout
+    assert out.count("## Verdict on the paper's claims") == 1
+    assert out.index("| Our SPL (WGAN-GP) |") < out.index("## Verdict on the paper's claims")
+    assert out.rstrip().endswith("- SPL > baseline (WGAN-GP): **skipped** (Δ mAP = +0.50, 1 paired seed; "
+                                 "a confidence interval needs at least 2 paired seeds)")
+    assert "## Verdict on the paper's claims" in (tmp_path / "o" / f"{spec.name}.md").read_text()
+
+
+def test_one_seed_table_stays_readable(tmp_path):
+    spec = _stat_spec(tmp_path, ["baseline", "smooth/dcgan", "spl/dcgan"])
+    runs = tmp_path / "runs"
+    for row, v in (("baseline", 70.0), ("smooth/dcgan", 71.0), ("spl/dcgan", 69.0)):
+        _write_run(runs, spec, row, 0, v)
+    md = format_markdown(load_table(spec, runs))
+    assert "±" not in md.split("| Method |")[1]
+    assert "| Our SPL (DCGAN) | 1 | 69.0 / 73.4 / -4.4 | -1.00 (1 seed) | n/a |" in md
+    assert "None of the paper's claims could be tested" in md
+
+
+def test_no_delta_columns_without_a_baseline(tmp_path):
+    spec = _stat_spec(tmp_path, ["smooth/dcgan", "spl/dcgan"])
+    runs = tmp_path / "runs"
+    for s in range(3):
+        _write_run(runs, spec, "spl/dcgan", s, 70.0 + s)
+    table = load_table(spec, runs)
+    assert not table.has_delta
+    assert "Verdict" not in format_markdown(table).split("| Method |")[1]
+    assert "mAP:delta" not in format_csv(table) and "verdict" not in format_latex(table)

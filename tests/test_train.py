@@ -15,7 +15,7 @@ from replication.data.shards import SOURCE_GENERATED, ShardSet, ShardWriter
 from replication.errors import ConfigError
 from replication.train import TrainConfig, TrainingError, TrainingInterrupted, load_train_config, train
 from replication.training.config import config_to_yaml, list_presets, resolve_input_norm
-from replication.training.sampler import EpochBatchSampler, SeededDataset
+from replication.training.sampler import EpochBatchSampler, SeededDataset, epoch_order
 
 # Small, fast settings on the tiny digits set (240 train / 120 test): 7 iterations per epoch.
 TINY = ["batch_size=32", "epochs=2", "milestones=[1]", "data.num_workers=0", "kernel_backend=torch", "progress=false",
@@ -110,6 +110,33 @@ def test_sampler_ranks_partition_the_global_batches_and_resume_is_a_suffix():
     assert other_epoch != flat
     with pytest.raises(ValueError):
         EpochBatchSampler(103, 6, seed=0, epoch=0, world_size=4)
+
+
+def test_epoch_order_without_generated_images_is_the_plain_seeded_permutation():
+    # the real-only order (every baseline run) is numpy's permutation of the (seed, epoch) stream
+    rng = np.random.default_rng([4, 2, 0x5EED])
+    perm, seeds = epoch_order(50, 4, 2)
+    assert np.array_equal(perm, rng.permutation(50))
+    assert np.array_equal(seeds, rng.integers(0, 2**62, size=50, dtype=np.int64))
+    assert all(np.array_equal(a, b) for a, b in zip(epoch_order(50, 4, 2, num_real=50), (perm, seeds)))
+
+
+@pytest.mark.parametrize("m", [1, 7, 50])
+def test_epoch_order_keeps_the_real_order_and_seeds_whatever_is_added(m):
+    k = 40
+    real_perm, real_seeds = epoch_order(k, 9, 3)
+    perm, seeds = epoch_order(k + m, 9, 3, num_real=k)
+    assert sorted(perm.tolist()) == list(range(k + m))
+    is_real = perm < k
+    assert np.array_equal(perm[is_real], real_perm) and np.array_equal(seeds[is_real], real_seeds)
+    assert sorted(perm[~is_real].tolist()) == list(range(k, k + m))
+    # the generated stream is seeded too: same call, same order; another seed, another placement
+    assert np.array_equal(epoch_order(k + m, 9, 3, num_real=k)[0], perm)
+    assert not np.array_equal(epoch_order(k + m, 10, 3, num_real=k)[0][:k], perm[:k])
+    flat = [i for b in EpochBatchSampler(k + m, 8, seed=9, epoch=3, num_real=k) for i, _ in b]
+    assert flat == perm[: (k + m) // 8 * 8].tolist()
+    with pytest.raises(ValueError):
+        epoch_order(5, 0, 0, num_real=6)
 
 
 def test_seeded_dataset_is_deterministic_and_leaves_rngs_alone():

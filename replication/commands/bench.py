@@ -153,7 +153,10 @@ def _size_overrides(cfg, rules, step_n, classes, large_n, bulk_n, min_time) -> N
 def _show_gan_row(r: dict) -> None:
     what = r.get("error") or (f"{r['iter_per_s']:.3f} it/s, {r['real_images_per_s']:.1f} real img/s "
                               f"(warmup {r['warmup_s']:.1f} s)")
-    click.echo(f"{r['arch']:8s} {r['size']:3d} {r['mode']:10s} {what}")
+    if "gemm_ratio" in r:
+        what += (f"; {1e3 * r['iter_s']['median']:.1f} ms/it, {r['gflop_per_iter']:.3f} GFLOP/it, "
+                 f"{r['gflops']:.1f} GFLOP/s = {100 * r['gemm_ratio']:.0f}% of fp32 GEMM {r['gemm_gflops']:.1f}")
+    click.echo(f"{r['arch']:8s} {r['size']:3d} w{r['width']} b{r['batch']} {r['mode']:10s} {what}")
 
 
 @command.command(name="gan")
@@ -169,16 +172,22 @@ def _show_gan_row(r: dict) -> None:
 @click.option("--row-timeout", type=float, default=900, show_default=True,
               help="Seconds per row (warm-up included) before it is recorded as a RowTimeout error.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--presets", default=None, help="Comma-separated GAN presets (e.g. embedded-dcgan,embedded-wgan-gp) "
+              "whose arch, size, width and batch make the cases, instead of --sizes/--width/--batch.")
+@click.option("--gemm-n", type=click.IntRange(min=0), default=gan_bench.GEMM_N, show_default=True,
+              help="Side of the fp32 reference matmul timed beside each row (0: no GEMM reference).")
 @click.option("--quick", is_flag=True, help="Tiny settings for tests: size 32, width 8, batch 8, 2+1 iterations.")
 def gan_command(out, results_dir, sizes, modes, width, batch, iters, warmup, device, row_timeout, threads,
-                quick) -> None:
-    """Images/s of a GAN training step, eager vs torch.compile (and CUDA graphs on GPU)."""
+                presets, gemm_n, quick) -> None:
+    """Images/s of a GAN training step, eager vs torch.compile (and CUDA graphs on GPU), and its counted
+    GFLOP/s against an fp32 GEMM on the same threads."""
     if threads is not None:
         torch.set_num_threads(threads)
     try:
         cfg = gan_bench.GanConfig(sizes=tuple(int(s) for s in str(sizes).split(",") if s.strip()),
                                   modes=_split(modes), width=width, batch=batch, iters=iters, warmup=warmup,
-                                  device=device, row_timeout=row_timeout, quick=quick)
+                                  device=device, row_timeout=row_timeout, quick=quick,
+                                  presets=_split(presets) or (), gemm_n=gemm_n)
     except ConfigError as e:
         raise click.BadParameter(str(e), param_hint="--modes") from e
     result = gan_bench.run_gan(cfg, on_row=_show_gan_row)

@@ -31,13 +31,23 @@ def command() -> None:
               help="A small split for tests: 240/120 canvases for digits-mosaic, the first 64 records otherwise.")
 @click.option("--image-dir", default=None, help="wider-attribute only: image folder under --root (default: Image).")
 @click.option("--on-bad-image", type=click.Choice(BAD_IMAGE_POLICIES), default="stop", show_default=True)
+@click.option("--count", type=int, default=None,
+              help="Keep a seeded subset of COUNT records of the split (drawn with --seed): a limited labelled set.")
+@click.option("--layout", type=click.Choice(("mosaic", "single")), default=None,
+              help="digits-mosaic only: 'single' builds one-digit canvases from the training digit pool "
+                   "(the pretraining source; default: mosaic).")
+@click.option("--canvases", type=int, default=None,
+              help="digits-mosaic only: number of canvases to generate (default 5,000/2,000; single: 10,000/1,000).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing complete shard set.")
-def build_cmd(source, root, split, out, size, seed, tiny, image_dir, on_bad_image, overwrite) -> None:
+def build_cmd(source, root, split, out, size, seed, tiny, image_dir, on_bad_image, count, layout, canvases,
+              overwrite) -> None:
     """Build the shard set of SOURCE's SPLIT into OUT, then print its summary."""
+    options = {k: v for k, v in (("image_dir", image_dir), ("layout", layout), ("canvases", canvases))
+               if v not in (None, "")}
     path = build_shards(
         source, split=split, out=out, root=root, size=size, seed=seed, tiny=tiny,
-        on_bad_image=on_bad_image, overwrite=overwrite,
-        source_options={"image_dir": image_dir} if image_dir else None,
+        on_bad_image=on_bad_image, count=count, overwrite=overwrite,
+        source_options=options or None,
     )
     _print_summary(summarize(path))
 

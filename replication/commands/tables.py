@@ -1,4 +1,8 @@
-"""``spl tables render SPEC``: regenerate a table (Markdown, CSV, LaTeX, mAP figure) from the runs."""
+"""``spl tables render SPEC``: regenerate a table (Markdown, CSV, LaTeX, mAP figure) from the runs.
+
+Prints the Markdown table, then, last, the verdict on the paper's claims (also at the top of the
+written ``<name>.md``).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +10,7 @@ from pathlib import Path
 import click
 
 from replication.commands.experiment import spec_with_sets
-from replication.tables import FORMATS, format_markdown, load_table, write_table
+from replication.tables import FORMATS, format_markdown, format_verdict, load_table, write_table
 
 
 @click.group(name="tables")
@@ -26,9 +30,13 @@ def command() -> None:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="The train-preset overrides given to `spl experiment run --set`; repeatable.")
 def render_cmd(spec: Path, fmt: str, runs: Path, out_dir: Path, no_plot: bool, sets: tuple[str, ...]) -> None:
-    """Render the table of SPEC from the finished runs under --runs; print it as Markdown."""
+    """Render the table of SPEC from the finished runs under --runs; print it as Markdown, then the verdict.
+
+    The verdict paragraph says which of the paper's claims held on these runs (paired seeds, 95% CIs).
+    """
     table = load_table(spec_with_sets(spec, sets), runs)
     written = write_table(table, out_dir, FORMATS if fmt == "all" else (fmt,), plot=not no_plot)
-    click.echo(format_markdown(table))
+    click.echo(format_markdown(table, verdict=False))
+    click.echo(format_verdict(table))
     for path in written.values():
         click.echo(f"wrote {path}", err=True)

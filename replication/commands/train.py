@@ -17,7 +17,8 @@ from replication.training.loop import train
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config key, e.g. --set epochs=3 --set data.train=shards/train (repeatable).")
 @click.option("--pretrained", type=click.Path(path_type=Path), default=None,
-              help="State dict in our layout to start from (strict key check; a new FC when C differs).")
+              help="State dict in our layout, or a finished run's model.pt, to start from (strict key check; "
+                   "a new FC when C differs, or always with --set pretrained_head=new).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory.")
 @click.option("--resume", is_flag=True, help="Continue exactly from RUN_DIR/checkpoint.pt.")
 def command(config: str | None, overrides: tuple[str, ...], pretrained: Path | None, out: Path, resume: bool) -> None:

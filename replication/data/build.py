@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from replication.data.shards import SOURCE_REAL, ShardSet, ShardWriter, is_shard_set
 from replication.data.sources import open_source
 from replication.errors import BadImageError, DataSourceError
+from replication.io_utils import check_output_path
 from replication.vocabulary import BAD_IMAGE_POLICIES
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ def build_shards(
     seed: int = 0,
     tiny: bool = False,
     on_bad_image: str = "stop",
+    count: int | None = None,
     overwrite: bool = False,
     records_per_shard: int = 1024,
     progress: bool = True,
@@ -49,15 +51,28 @@ def build_shards(
     ``on_bad_image="stop"`` raises :class:`BadImageError` naming the first unreadable image (the
     partial output is removed); ``"skip"`` leaves such images out and records how many in the
     manifest (``extra.skipped_images``) and the log. ``source_options`` go to the adapter (e.g.
-    ``{"image_dir": "Image"}`` for wider-attribute). Returns ``out``.
+    ``{"image_dir": "Image"}`` for wider-attribute). ``count`` keeps a seeded subset of the split
+    (:func:`subset_indices`: ``count`` records drawn without replacement with ``seed``, written in the
+    source's order) — a limited labelled set; images skipped as bad are not replaced. Returns ``out``.
+
+    ``out`` may not be the working folder (or hold it), nor equal, hold or lie inside ``root``
+    (:func:`replication.io_utils.check_output_path`); the raw dataset is never touched. The set is
+    written beside ``out`` and swapped in only when complete (:class:`ShardWriter`), so a failed
+    rebuild with ``overwrite`` keeps the previous set.
     """
     if on_bad_image not in BAD_IMAGE_POLICIES:
         raise DataSourceError(f"unknown --on-bad-image {on_bad_image!r}; expected one of {BAD_IMAGE_POLICIES}")
-    out = Path(out)
+    if size is not None and int(size) < 1:
+        raise DataSourceError(f"--size {size}: the stored side must be a whole number of pixels >= 1")
+    out = check_output_path(out, ("--root", root))
     src = open_source(source, root, split, seed=seed, tiny=tiny, **(source_options or {}))
-    side = int(size or src.default_size)
+    side = int(src.default_size if size is None else size)
     skipped: list[str] = []
     extra = {"source": source, "size": side, "seed": seed, "tiny": tiny, **src.stats}
+    records = src.records
+    if count is not None:
+        records = [records[i] for i in subset_indices(len(records), count, seed, where=f"{source}/{split}")]
+        extra["subset"] = {"count": int(count), "of": len(src.records), "seed": seed}
     with ShardWriter(
         out,
         dataset=src.dataset,
@@ -69,7 +84,7 @@ def build_shards(
         overwrite=overwrite,
         extra=extra,
     ) as writer:
-        for record in tqdm(src.records, desc=f"build {source}/{split}", unit="img", disable=not progress):
+        for record in tqdm(records, desc=f"build {source}/{split}", unit="img", disable=not progress):
             try:
                 image = record.load()
             except BadImageError as e:
@@ -85,6 +100,15 @@ def build_shards(
         if len(writer) == 0:
             raise DataSourceError(f"{root}: no readable image in the {split} split of {source}")
     return out
+
+
+def subset_indices(n: int, count: int, seed: int, *, where: str = "the split") -> list[int]:
+    """Sorted indices of a seeded subset of ``count`` of ``n`` records (``numpy.random.default_rng``
+    on ``(seed, 0x5B5E7)``, without replacement); the same ``(n, count, seed)`` gives the same subset."""
+    if not 1 <= int(count) <= n:
+        raise DataSourceError(f"{where}: a subset of {count} records needs 1 <= count <= {n} (the split's size)")
+    rng = np.random.default_rng([int(seed), 0x5B5E7])
+    return sorted(rng.choice(n, size=int(count), replace=False).tolist())
 
 
 def summarize(path: str | Path) -> dict:
@@ -117,4 +141,4 @@ def summarize(path: str | Path) -> dict:
     return summary
 
 
-__all__ = ["build_shards", "summarize", "resize_square", "is_shard_set"]
+__all__ = ["build_shards", "summarize", "resize_square", "is_shard_set", "subset_indices"]

@@ -75,6 +75,9 @@ def check_replaceable(out: Path, *, overwrite: bool) -> None:
                          "refusing to replace it, choose an empty or new folder")
     if (out / MANIFEST).exists() and not overwrite:
         raise ShardError(f"{out}: a complete shard set already exists (use overwrite to rebuild)")
+    if any(out.iterdir()) and not (out / MANIFEST).is_file() and not (out / BUILD_MARKER).is_file():
+        raise ShardError(f"{out}: holds shard files but neither a manifest nor a build marker, so they are not "
+                         "known to be ours; remove them yourself or choose another folder")
 
 
 def remove_stale_builds(out: Path) -> None:
@@ -85,7 +88,7 @@ def remove_stale_builds(out: Path) -> None:
         head = prefix.format(name=out.name)
         for p in out.parent.iterdir():
             if p.name.startswith(head) and p.name[len(head):].isdigit() and p.is_dir() and not p.is_symlink() \
-                    and not foreign_files(p):
+                    and not foreign_files(p) and ((p / BUILD_MARKER).is_file() or (p / MANIFEST).is_file()):
                 shutil.rmtree(p, ignore_errors=True)
 
 
@@ -163,9 +166,9 @@ class ShardWriter:
     output lock of ``out_dir`` (:mod:`replication.locking`) from construction to close/abort.
 
     An existing ``out_dir`` is replaced only when it holds nothing but a shard set's own files
-    (``manifest.json``, ``part-*.h5`` and their temporary names): a complete set needs
-    ``overwrite``; a folder of such files without a manifest (an old interrupted build) or an
-    empty folder is replaced. Anything else is refused with a one-line :class:`ShardError`.
+    (``manifest.json``, ``part-*.h5`` and their temporary names) and is known to be ours: a complete
+    set (its manifest) needs ``overwrite``; a folder of such files carrying the build marker, or an
+    empty folder, is replaced. Anything else is refused with a one-line :class:`ShardError`.
     """
 
     def __init__(

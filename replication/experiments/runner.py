@@ -11,6 +11,18 @@ For a spec with rows R and generators G the plan is::
                         metrics(row, i) ← train(row, i), shards(test)
     per g: gallery(g) ← samples(g), labels(spl, g), labels(smooth, g)
 
+With a ``pretrain`` section (issue #13; docs/experiments.md#pretraining) three steps come first::
+
+    shards(pretrain train), shards(pretrain test)          # e.g. single-digit canvases
+    pretrain ← shards(pretrain train, pretrain test)       # one classifier training on the source task
+
+and every classifier training above (baseline and rows, every seed) also takes ``pretrain`` as an
+input: it fine-tunes from the pretrain run's ``model.pt`` with a new head (``pretrained_head: new``).
+Its hashed config says ``pretrained: <pretrain step>/model.pt`` rather than a path, so its key
+changes only when the pretraining changes. The pretrain steps live in the group of their source
+(``<runs>/digits-single/``), so tables with the same pretraining share one run. Without the
+section the plan is exactly the one above.
+
 Random and smooth labels need no scores, so they do not depend on the baseline. The test
 predictions of each training are the ``preds.npz`` its training writes at the end (the final
 model scoring the whole test set, the same computation as ``spl predict``); the metrics step
@@ -30,7 +42,7 @@ from pathlib import Path
 
 from replication.errors import ConfigError
 from replication.experiments import stepfns as F
-from replication.experiments.spec import ExperimentSpec, PresetSpec
+from replication.experiments.spec import PRETRAIN_SOURCES, ExperimentSpec, PresetSpec
 from replication.experiments.steps import Step, StepRecord, execute, toposort
 from replication.vocabulary import BASELINE, NEEDS_SCORES, parse_row
 
@@ -82,6 +94,10 @@ class _Planner:
         self.train_shards = self.named["shards/train"] = self.shards("train")
         self.test_shards = self.named["shards/test"] = self.shards("test")
         self.train_base = F.resolve_train(_preset_source(spec.train, spec), spec.train.overrides, spec.path)
+        self.pretrain: Step | None = None
+        if spec.pretrain is not None:
+            self.pretrain = self.named["pretrain"] = self.pretraining()
+            self.train_base = F.finetune_config(self.train_base, self.pretrain_cfg, spec.path)
         self.baseline0 = self.named["train/baseline/0"] = self.training(BASELINE, 0)
         self.samples: dict[str, Step] = {}
         self.scores: dict[str, Step] = {}
@@ -92,12 +108,34 @@ class _Planner:
         ds = self.spec.dataset
         cfg = {"source": ds.source, "split": split, "size": ds.size, "seed": ds.seed, "tiny": ds.tiny,
                "on_bad_image": ds.on_bad_image}
+        if split == "train" and ds.train_count is not None:   # only when set: other hashes stay as they were
+            cfg["count"] = ds.train_count
         return Step("shards", self.group, cfg, F.shards_fn(cfg, self.root), label=f"shards {ds.source}/{split}")
+
+    def pretraining(self) -> Step:
+        """The source task's shards (train and test) and the training on them (module docstring)."""
+        pre = self.spec.pretrain
+        assert pre is not None
+        source, options = PRETRAIN_SOURCES[pre.source]
+        steps = {}
+        for split, count in (("train", pre.count), ("test", pre.test_count)):
+            opts = dict(options) if count is None else {**options, "canvases": count}
+            cfg = {"source": source, "source_options": opts, "split": split, "size": pre.size, "seed": pre.seed,
+                   "tiny": False, "on_bad_image": "stop"}
+            steps[split] = self.named[f"shards/pretrain-{split}"] = Step(
+                "shards", pre.source, cfg, F.shards_fn(cfg, None), label=f"shards {pre.source}/{split}")
+        self.pretrain_cfg = F.resolve_train(_preset_source(PresetSpec(pre.preset), self.spec), pre.overrides,
+                                            self.spec.path)
+        return Step("pretrain", pre.source, F.train_hash_config(self.pretrain_cfg, pre.seed),
+                    F.train_fn(self.pretrain_cfg, pre.seed), {"train": steps["train"], "test": steps["test"]},
+                    label=f"pretrain on {pre.source}")
 
     def training(self, row: str, seed: int, gen: Step | None = None, labels: Step | None = None) -> Step:
         """One classifier training: real images, plus generated images and their labels for a GAN row."""
         cfg = F.train_hash_config(self.train_base, seed)
         inputs = {"train": self.train_shards, "test": self.test_shards}
+        if self.pretrain is not None:
+            inputs["pretrain"] = self.pretrain
         if gen is not None and labels is not None:
             inputs.update(generated=gen, labels=labels)
         return Step("train", self.group, cfg, F.train_fn(self.train_base, seed), inputs,

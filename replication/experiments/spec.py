@@ -19,6 +19,10 @@ Decisions (docs/experiments.md):
   classifier trainings (seed i = 0 … N−1); the GANs, their samples, the "pre-trained model"
   (the baseline row's training with seed 0) and the label files are shared by all seeds.
 * **Metric values** are stored ×100 (percent) in each row's ``metrics.json``.
+* **Pretraining** (optional ``pretrain`` section, issue #13; docs/experiments.md#pretraining): one
+  classifier training on a source task (:data:`PRETRAIN_SOURCES`), shared by every classifier
+  training of the table, which then fine-tunes from its ``model.pt`` with a new head. A spec
+  without the section plans and fingerprints exactly as before the section existed.
 """
 from __future__ import annotations
 
@@ -60,6 +64,7 @@ class DatasetSpec:
     seed: int = 0
     tiny: bool = False
     on_bad_image: str = "stop"
+    train_count: int | None = None  # a seeded subset of the training split (limited labels); None = all
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,30 @@ class MetricsSpec:
     top3: str = "pure"
 
 
+#: Pretraining sources: name → (data source, its source options). ``digits-single``: one digit per
+#: canvas from digits-mosaic's training digit pool (docs/datasets.md#single-digit-canvases-the-pretraining-source).
+PRETRAIN_SOURCES: dict[str, tuple[str, dict[str, Any]]] = {
+    "digits-single": ("digits-mosaic", {"layout": "single"}),
+}
+
+
+@dataclass(frozen=True)
+class PretrainSpec:
+    """The source task every classifier training of the table fine-tunes from (issue #13).
+
+    ``count`` / ``test_count``: canvases in the source's train / test split (None = the source's
+    defaults, 10,000 / 1,000 for ``digits-single``); ``seed`` seeds their build and the training.
+    """
+
+    source: str
+    preset: str
+    overrides: tuple[str, ...] = ()
+    count: int | None = None
+    test_count: int | None = None
+    size: int | None = None
+    seed: int = 0
+
+
 @dataclass(frozen=True)
 class PaperSpec:
     """The paper's numbers shown beside ours: CSV, caption, literature rows, and a note."""
@@ -128,6 +157,7 @@ class ExperimentSpec:
     labeling: LabelingSpec = LabelingSpec()
     predict_batch: int = 256
     gallery: int = 16  # images per generator in the gallery PNG (0 = none)
+    pretrain: PretrainSpec | None = None
     path: Path = field(default=Path("<dict>"), compare=False)
 
     @property
@@ -148,14 +178,19 @@ class ExperimentSpec:
         Each row's ``metrics.json`` records it, so the renderer shows only results made with
         the spec as it is now.
         """
+        dataset = asdict(self.dataset)
+        if dataset["train_count"] is None:  # unset: the fingerprint of every spec written before the key
+            del dataset["train_count"]
         payload = {
-            "dataset": asdict(self.dataset),
+            "dataset": dataset,
             "gan": {g: asdict(self.gan[g]) for g in sorted(self.gan)},
             "train": asdict(self.train),
             "sampling": asdict(self.sampling),
             "labeling": asdict(self.labeling),
             "metrics": asdict(self.metrics),
         }
+        if self.pretrain is not None:  # only when set: the fingerprint of every spec without one stays
+            payload["pretrain"] = asdict(self.pretrain)
         blob = json.dumps(payload, sort_keys=True, default=list).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -243,8 +278,29 @@ def _check_row(row: Any, where: Path) -> None:
 
 TOP_KEYS = (
     "name", "title", "dataset", "rows", "columns", "metrics", "gan", "train", "paper",
-    "sampling", "labeling", "predict_batch", "gallery",
+    "sampling", "labeling", "predict_batch", "gallery", "pretrain",
 )
+
+
+def _pretrain(value: Any, where: Path) -> PretrainSpec | None:
+    """The optional ``pretrain`` section (:class:`PretrainSpec`); None when absent."""
+    if value is None:
+        return None
+    d = dict(_mapping(value, where, "pretrain"))
+    _check_keys(d, tuple(f.name for f in fields(PretrainSpec)), where, "pretrain")
+    for key in ("source", "preset"):
+        if not isinstance(d.get(key), str):
+            raise _err(where, f"pretrain.{key} must be given as a string")
+    _check_choice(d["source"], tuple(PRETRAIN_SOURCES), where, "pretrain.source")
+    d["overrides"] = _overrides(d.get("overrides"), where, "pretrain")
+    for key in ("count", "test_count", "size", "seed"):
+        v = d.get(key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < (0 if key == "seed" else 1)):
+            raise _err(where, f"pretrain.{key} must be a {'whole number' if key == 'seed' else 'positive integer'}"
+                              f"{'' if key == 'seed' else ' or null'}, got {v!r}")
+    if d.get("seed") is None:
+        d.pop("seed", None)
+    return PretrainSpec(**d)
 
 
 def spec_from_dict(raw: Any, where: str | Path = "<dict>") -> ExperimentSpec:
@@ -322,6 +378,7 @@ def spec_from_dict(raw: Any, where: str | Path = "<dict>") -> ExperimentSpec:
         labeling=labeling,
         predict_batch=int(raw.get("predict_batch", 256)),
         gallery=int(raw.get("gallery", 16)),
+        pretrain=_pretrain(raw.get("pretrain"), where),
         path=where,
     )
     _check_paper(spec)
@@ -348,6 +405,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
 
 
 __all__ = [
-    "ExperimentSpec", "DatasetSpec", "PresetSpec", "SamplingSpec", "LabelingSpec", "MetricsSpec", "PaperSpec",
+    "ExperimentSpec", "DatasetSpec", "PresetSpec", "PretrainSpec", "PRETRAIN_SOURCES",
+    "SamplingSpec", "LabelingSpec", "MetricsSpec", "PaperSpec",
     "load_spec", "spec_from_dict",
 ]

@@ -8,8 +8,8 @@ directories. Outputs inside a run directory:
   owns its folder);
 * ``gan-*/run/`` — what :func:`replication.gan.run.train_gan` writes (config, checkpoint, sample grids);
 * ``predict-*/preds.npz``, ``labels-*/labels.h5``;
-* ``train-*/`` — :func:`replication.train.train`'s outputs (``model.pt``, ``preds.npz`` on the
-  test set, ``metrics.json`` with the preset's convention, curves);
+* ``train-*/`` and ``pretrain-*/`` — :func:`replication.train.train`'s outputs (``model.pt``,
+  ``preds.npz`` on the test set, ``metrics.json`` with the preset's convention, curves);
 * ``metrics-*/metrics.json`` — the table's metrics (percent) with the spec's name, fingerprint,
   row and seed, read by :mod:`replication.tables`;
 * ``gallery-*/gallery.png``.
@@ -42,7 +42,8 @@ from replication.labeling import assign_label_file
 from replication.metrics import evaluate
 from replication.predict import predict
 from replication.predictions import read_preds
-from replication.training.config import TrainConfig, load_train_config
+from replication.training.checkpoint import MODEL
+from replication.training.config import DEFAULT_INPUT_NORM, TrainConfig, load_train_config
 from replication.training.loop import train
 from replication.vocabulary import TOP3_PREFIX
 
@@ -58,7 +59,8 @@ def shards_fn(cfg: Mapping[str, Any], root: Path | None) -> StepFn:
 
     def fn(out: Path, inputs: Mapping[str, Path], resume: bool) -> None:
         build_shards(cfg["source"], split=cfg["split"], out=out / DATA, root=root, size=cfg["size"], seed=cfg["seed"],
-                     tiny=cfg["tiny"], on_bad_image=cfg["on_bad_image"], overwrite=True)
+                     tiny=cfg["tiny"], on_bad_image=cfg["on_bad_image"], count=cfg.get("count"), overwrite=True,
+                     source_options=cfg.get("source_options"))
 
     return fn
 
@@ -79,14 +81,45 @@ def train_hash_config(cfg: TrainConfig, seed: int) -> dict:
     return C.without_keys(dataclasses.replace(cfg, seed=seed).to_dict(), C.unhashed_keys(TrainConfig))
 
 
+#: What a fine-tuning's hashed config says for ``pretrained``: the weights come from its ``pretrain``
+#: input, whose key is part of the step's key (no path in the hash, so a runs folder can move).
+PRETRAINED_FROM_STEP = "<pretrain step>/" + MODEL
+
+
+def finetune_config(cfg: TrainConfig, pretrain: TrainConfig, where: Path) -> TrainConfig:
+    """``cfg`` set to fine-tune from the pretrain step: its ``model.pt`` with a new head.
+
+    The head is always re-initialised (``pretrained_head: new``): the source task's classifier is not
+    the target's FC, even when both have C = 10. ConfigError naming the spec when the train preset
+    names weights of its own, or when the two trainings disagree on the model or the input
+    normalisation.
+    """
+    if cfg.pretrained is not None:
+        raise ConfigError(f"{where}: the train preset sets pretrained={cfg.pretrained!r} and the spec has a "
+                          "pretrain section; use one of them")
+    if cfg.model != pretrain.model:
+        raise ConfigError(f"{where}: the train preset's model {cfg.model} differs from the pretrain preset's "
+                          f"{pretrain.model}")
+    norms = {c.data.input_norm or DEFAULT_INPUT_NORM for c in (cfg, pretrain)}
+    if len(norms) > 1:
+        raise ConfigError(f"{where}: the train and pretrain presets use different data.input_norm "
+                          f"({', '.join(sorted(norms))})")
+    return dataclasses.replace(cfg, pretrained=PRETRAINED_FROM_STEP, pretrained_head="new")
+
+
 def train_fn(cfg: TrainConfig, seed: int) -> StepFn:
-    """Train the classifier with ``seed`` on ``inputs['train']`` (+ generated images and their labels)."""
+    """Train the classifier with ``seed`` on ``inputs['train']`` (+ generated images and their labels).
+
+    With a ``pretrain`` input it starts from that run's ``model.pt`` (:func:`finetune_config`).
+    """
 
     def fn(out: Path, inputs: Mapping[str, Path], resume: bool) -> None:
         data = {"train": str(inputs["train"] / DATA), "test": str(inputs["test"] / DATA)}
         if "generated" in inputs:
             data.update(generated=str(inputs["generated"] / DATA), label_file=str(inputs["labels"] / LABELS))
         run_cfg = dataclasses.replace(cfg, seed=seed, data=dataclasses.replace(cfg.data, **data))
+        if "pretrain" in inputs:
+            run_cfg = dataclasses.replace(run_cfg, pretrained=str(inputs["pretrain"] / MODEL))
         unfinished = (out / "checkpoint.pt").is_file() and not (out / "model.pt").is_file()
         if resume and not unfinished:
             clear_partial(out)  # a finished training whose done was deleted: train again

@@ -5,9 +5,10 @@ and ``embedded-dcgan`` / ``embedded-wgan-gp`` (32×32, width 32, batch 16, a few
 cores: docs/gan.md). A config is a preset name or a YAML file, then ``key=value`` overrides
 (:mod:`replication.config`); errors name the file and the key.
 
-Field markers (:mod:`replication.config`): ``runtime`` fields (cadences, device, loader) do not change
-the result; ``epochs`` and ``max_iters`` are ``resumable`` (a run may be continued with more);
-``data`` and ``out`` are ``location``s (the run directory compares the shard set by its content hash).
+Field markers (:mod:`replication.config`): ``runtime`` fields (cadences, device, loader, kept
+checkpoints) do not change the result; ``epochs`` and ``max_iters`` are ``resumable`` (a run may be
+continued with more); ``data`` and ``out`` are ``location``s (the run directory compares the shard
+set by its content hash).
 """
 from __future__ import annotations
 
@@ -53,6 +54,9 @@ class GanTrainConfig:
     checkpoint_every_iters: int = field(default=500, metadata=_RUNTIME)
     log_every: int = field(default=10, metadata=_RUNTIME)
     max_iters: int | None = field(default=None, metadata=_RESUMABLE)  # stop early (no done marker)
+    # keep checkpoints/iter-NNNNNNN.pt every N iterations (None/0: off; `spl gan curve`); left out of
+    # config.yaml when off, so runs without it keep their files
+    keep_every: int | None = field(default=None, metadata=_RUNTIME)
     device: str = field(default="auto", metadata=_RUNTIME)
     compile: str = field(default="none", metadata=_RUNTIME)  # none | default | reduce-overhead | max-autotune
     num_workers: int = field(default=0, metadata=_RUNTIME)   # DataLoader workers when not preloaded
@@ -78,6 +82,8 @@ class GanTrainConfig:
                 raise ConfigError(f"{KIND} key {key!r}: must be >= 0, got {getattr(self, key)}")
         if self.epochs is not None and self.epochs < 0:
             raise ConfigError(f"{KIND} key 'epochs': must be >= 0, got {self.epochs}")
+        if self.keep_every is not None and self.keep_every < 0:
+            raise ConfigError(f"{KIND} key 'keep_every': must be >= 0 or null, got {self.keep_every}")
         if self.max_iters is not None and self.max_iters < 1:
             raise ConfigError(f"{KIND} key 'max_iters': must be >= 1 or null, got {self.max_iters}")
         return self

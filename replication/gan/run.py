@@ -2,7 +2,8 @@
 
 Run directory (``--out``): ``config.yaml`` (the resolved config), ``source.json`` (the training
 shard set's dataset name, class names, content hash and size), everything the trainer writes
-(``checkpoint.pt``, ``samples/`` with ``samples/real.png``, ``loss_curves.png``, ``history.json``),
+(``checkpoint.pt``, ``samples/`` with ``samples/real.png``, ``loss_curves.png``, ``history.json``,
+with ``keep_every`` also ``checkpoints/`` with the kept checkpoints and their ``index.json``),
 and ``done`` written last. A request for an existing run directory must match its config except
 the ``runtime``, ``resumable`` and ``location`` fields (:mod:`replication.gan.config`), and its
 shard set's content hash.
@@ -71,6 +72,8 @@ def _resolve(cfg: GanTrainConfig) -> tuple[dict, dict, ShardSet]:
     manifest = load_manifest(data)
     flip = cfg.flip if cfg.flip is not None else manifest.get("dataset") not in DIGIT_DATASETS
     resolved = {**asdict(cfg), "flip": flip}
+    if not cfg.keep_every:  # off: config.yaml stays as it was before keep_every existed
+        del resolved["keep_every"]
     shards = ShardSet(data)
     source = {"path": str(data.resolve()), "dataset": shards.dataset, "split": manifest.get("split"),
               "class_names": shards.class_names, "content_hash": shards.content_hash, "num_records": len(shards)}
@@ -123,7 +126,7 @@ def _port_config(cfg: GanTrainConfig, flip: bool) -> TrainConfig:
                        adam=cfg.adam, seed=cfg.seed, flip=flip, sample_every=cfg.sample_every,
                        checkpoint_every=cfg.checkpoint_every_iters, log_every=cfg.log_every,
                        max_iters=cfg.max_iters, device=cfg.device, compile=cfg.compile,
-                       num_workers=cfg.num_workers, progress=cfg.progress)
+                       num_workers=cfg.num_workers, progress=cfg.progress, keep_every=cfg.keep_every or 0)
 
 
 def _run_trainer(cfg: GanTrainConfig, flip: bool, images: torch.Tensor | Dataset, out: Path, resume: bool) -> None:
@@ -196,20 +199,22 @@ def _write_samples(g: torch.nn.Module, arch: str, n: int, out: Path, source: dic
     return np.concatenate(grid_parts)[:grid_n]
 
 
-def sample_gan(run: str | Path, n: int, out: str | Path, *, seed: int = 0, batch: int = 256) -> Path:
+def sample_gan(run: str | Path, n: int, out: str | Path, *, seed: int = 0, batch: int = 256,
+               checkpoint: str | Path | None = None) -> Path:
     """Generate ``n`` images with the GAN of run directory ``run`` into a shard set at ``out``; returns ``out``.
 
     The shard set is PNG-encoded, unlabeled (``label_kind='none'``, NaN labels), every record has
     ``source = SOURCE_GENERATED`` and the class names of the GAN's training shards; a grid of the
     first 64 (DCGAN) / 100 (WGAN-GP) samples is written beside it as ``<out>-grid.png``. The same
-    (run, n, seed, batch) gives identical shards; an existing identical set is returned as is.
+    (run, checkpoint, n, seed, batch) gives identical shards; an existing identical set is returned as is.
+    ``checkpoint`` picks another checkpoint file of the run (default: its latest ``checkpoint.pt``).
     """
     run = Path(run)
     out = check_output_path(out, ("the GAN run directory", run), may_lie_inside=True)
     if n < 1 or batch < 1:
         raise ConfigError(f"gan sample: need n >= 1 and batch >= 1, got n={n}, batch={batch}")
     with output_lock(out):
-        return _sample_locked(run, n, out, seed=seed, batch=batch)
+        return _sample_locked(run, n, out, seed=seed, batch=batch, checkpoint=checkpoint)
 
 
 def _from_checkpoint(load: Callable[..., Any], ckpt_path: Path, **kw: Any) -> Any:
@@ -223,31 +228,58 @@ def _from_checkpoint(load: Callable[..., Any], ckpt_path: Path, **kw: Any) -> An
         raise ShardError(f"{ckpt_path}: unusable GAN checkpoint ({type(e).__name__}: {msg})") from None
 
 
-def _sample_locked(run: Path, n: int, out: Path, *, seed: int, batch: int) -> Path:
-    ckpt_path = run / CHECKPOINT
-    if not ckpt_path.is_file() or not (run / "source.json").is_file():
+def load_run_generator(ckpt_path: Path, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The generator saved in ``ckpt_path``, in eval mode on ``device``; :class:`ShardError` naming the file."""
+    return _from_checkpoint(load_generator, ckpt_path, device=device)
+
+
+def open_run_checkpoint(run: str | Path, checkpoint: str | Path | None = None) -> tuple[dict, Path, dict]:
+    """The GAN run's ``source.json`` record, the checkpoint file to use and its contents.
+
+    ``checkpoint`` defaults to the run's latest ``checkpoint.pt`` (a warning when training has not
+    finished); another file must hold a generator of this run's architecture, size and width (its
+    ``config.yaml``). Raises :class:`ShardError` / :class:`ConfigError` naming the file.
+    """
+    run = Path(run)
+    ckpt_path = Path(checkpoint) if checkpoint is not None else run / CHECKPOINT
+    if not (run / "source.json").is_file() or checkpoint is None and not ckpt_path.is_file():
         raise ShardError(f"{run}: not a GAN run directory (no {CHECKPOINT} or source.json)")
-    if not (run / DONE).exists():
+    if not ckpt_path.is_file():
+        raise ShardError(f"{ckpt_path}: no such checkpoint file")
+    if checkpoint is None and not (run / DONE).exists():
         log.warning("%s: training is not finished; sampling from its last checkpoint", run)
     try:
         source = json.loads((run / "source.json").read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ShardError(f"{run / 'source.json'}: malformed ({e})") from None
     ckpt = _from_checkpoint(load_checkpoint, ckpt_path)
+    cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else None
+    if isinstance(cfg, dict):
+        differ = [k for k in ("arch", "size", "width") if k in cfg and ckpt["model"].get(k) != cfg[k]]
+        if differ:
+            raise ConfigError(f"{ckpt_path}: not a checkpoint of the GAN run {run} ({', '.join(differ)} differ)")
+    return source, ckpt_path, ckpt
+
+
+def _sample_locked(run: Path, n: int, out: Path, *, seed: int, batch: int, checkpoint: str | Path | None) -> Path:
+    source, ckpt_path, ckpt = open_run_checkpoint(run, checkpoint)
     arch, iteration = ckpt["model"]["arch"], int(ckpt["iteration"])
     extra = {"generator": arch, "gan_run": str(run.resolve()), "gan_iteration": iteration, "seed": seed,
              "batch": batch, "n": n}
+    if checkpoint is not None:  # recorded only when asked for: default manifests stay as they were
+        extra["checkpoint"] = str(ckpt_path.resolve())
     if is_shard_set(out):
         existing = load_manifest(out).get("extra", {})
-        if all(existing.get(k) == v for k, v in extra.items()):
+        same_file = existing.get("checkpoint") == extra.get("checkpoint")
+        if same_file and all(existing.get(k) == v for k, v in extra.items()):
             log.info("%s: identical samples already exist", out)
             return out
     device = resolve_device("auto")
-    g = _from_checkpoint(load_generator, ckpt_path, device=device)
+    g = load_run_generator(ckpt_path, device)
     del ckpt
     grid = _write_samples(g, arch, n, out, source, extra, seed=seed, batch=batch, device=device)
     save_grid(grid, out.parent / f"{out.name}-grid.png")
     return out
 
 
-__all__ = ["DONE", "GanTrainingError", "sample_gan", "train_gan"]
+__all__ = ["DONE", "GanTrainingError", "load_run_generator", "open_run_checkpoint", "sample_gan", "train_gan"]

@@ -3,7 +3,9 @@
 The paper fine-tunes from ImageNet weights; nothing is downloaded here. ``pretrained`` is one of:
 
 * ``PATH``: a state dict in our layout (``torch.save(model.state_dict())``, or a dict with a
-  ``state_dict``/``model`` entry, e.g. our ``model.pt``; a DDP ``module.`` prefix is stripped; a
+  ``state_dict``/``model`` entry, e.g. a finished classifier run's ``model.pt`` written by
+  :func:`replication.training.checkpoint.save_model` — read, like every file here, with
+  ``torch.load(weights_only=True)``; a DDP ``module.`` prefix is stripped; a
   ``.safetensors`` file works too) — e.g. the output of ``spl weights convert``, whose sidecar
   ``PATH.json`` says which input normalisation the weights expect (:func:`expected_input_norm`);
 * ``timm:<name>``: timm's pretrained weights ``name`` from the local Hugging Face / torch hub cache
@@ -12,9 +14,10 @@ The paper fine-tunes from ImageNet weights; nothing is downloaded here. ``pretra
   :func:`replication.models.timm_convert.convert_resnetv2_state_dict` into our pre-activation ResNets.
 
 Every key must match: the error lists the missing and unexpected keys and the shape mismatches.
-The only exception is the new FC: when its shape differs (C differs from the pretrained head), it
-is left at its fresh initialisation (and a file without BN ``num_batches_tracked`` counters keeps
-the model's).
+The only exception is the new FC: when its shape differs (C differs from the pretrained head), or
+when ``new_head=True`` (``pretrained_head: new``: the file's head belongs to another task with the
+same C, e.g. the 10-way single-digit pretraining), it is left at its fresh initialisation (and a
+file without BN ``num_batches_tracked`` counters keeps the model's).
 """
 from __future__ import annotations
 
@@ -180,12 +183,12 @@ def _convert(state: dict[str, torch.Tensor], where: str) -> tuple[dict[str, torc
         raise ConfigError(f"{where}: {e}") from None
 
 
-def load_pretrained(model: nn.Module, path: str | os.PathLike) -> dict[str, list[str]]:
+def load_pretrained(model: nn.Module, path: str | os.PathLike, *, new_head: bool = False) -> dict[str, list[str]]:
     """Load the weights of ``path`` (a ``pretrained`` value: module docstring) into ``model``, strictly.
 
     ``timm:`` weights are converted first when ``model`` is one of our pre-activation ResNets.
     The classifier (``get_classifier()``) is skipped when its weight shapes differ from the file's
-    (a new C-way FC); it is loaded when they match. Any other missing key, unexpected key or shape
+    (a new C-way FC) or when ``new_head``; otherwise it is loaded. Any other missing key, unexpected key or shape
     mismatch raises :class:`ConfigError` naming the file and listing them. Returns
     ``{"skipped": [...]}`` — the keys left at their fresh initialisation.
     """
@@ -204,7 +207,7 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> dict[str, list
     head_keys = [k for k in own if k.startswith(head)]
     head_differs = any(k not in state or state[k].shape != own[k].shape for k in head_keys)
     skipped: list[str] = []
-    if head_differs:
+    if head_differs or new_head:
         skipped = head_keys
         state = {k: v for k, v in state.items() if not k.startswith(head)}
     missing = [k for k in own if k not in state and k not in skipped]

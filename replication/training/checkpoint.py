@@ -86,7 +86,7 @@ def safe_load(path: Path, what: str) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"Unsupported [^.]*", str(e))
-        detail = found.group(0) if found else " ".join(str(e).split())[:120]
+        detail = " ".join((found.group(0) if found else str(e)).split())[:120]   # one line
         raise ConfigError(f"{path}: refusing to load {what}: it holds objects other than tensors and plain "
                           f"values ({detail[:160]})") from None
     except Exception as e:

@@ -4,7 +4,9 @@ Layout (docs/classifier.md#recipe as defaults; ``replication/presets/*.yaml`` ho
 
     model: preact_resnet101          # registry name or timm/<name>
     pretrained: null                 # state dict in our layout (strict key check, new FC excluded),
+                                     # a finished run's model.pt,
                                      # or timm:<name> / timm:FILE (docs/classifier.md#pretrained-weights)
+    pretrained_head: auto            # | new: re-initialise the classifier even when its shape fits
     data:
       train: PATH                    # real training shards (required)
       test: PATH                     # test shards (required)
@@ -22,6 +24,7 @@ Layout (docs/classifier.md#recipe as defaults; ``replication/presets/*.yaml`` ho
     checkpoint_every_iters: 0, max_iters: null, eval_every_epochs: 1, eval_batch_size: 256
     convention: srn, top3: both, log_every: 10, progress: true, num_threads: null (torch's default)
     kernel_backend: auto, compile: false, sync_bn: false
+    freeze_bn: false                 # BatchNorm layers in eval mode while training (running stats kept)
 
 Overrides are ``key=value`` strings with dotted keys for the ``data`` section
 (``epochs=3``, ``data.train=/path``); values are parsed as YAML scalars/lists.
@@ -37,7 +40,15 @@ transforms; ``null`` means "what the pretrained weights expect" (the ``input_nor
 ``spl weights convert`` sidecar, timm's config for ``timm:`` weights), else ``caffe``. :func:`resolve_input_norm`
 fills it in before a run starts, so ``config.yaml`` records the value used. An unset (``null``) value
 is left out of :meth:`TrainConfig.to_dict`, so the run-directory hashes of configs that never set it
-are those from before the key existed.
+are those from before the key existed. The same holds for the keys of issue #13 at their defaults,
+``pretrained_head: auto`` and ``freeze_bn: false`` (:data:`OMITTED_AT_DEFAULT`).
+
+``pretrained_head`` (docs/classifier.md#pretrained-weights): ``auto`` loads the file's classifier
+when its shape fits the model (a new C-way FC otherwise); ``new`` always leaves the classifier at its
+fresh initialisation — for fine-tuning from a run of another task with the same C (the 10-way
+single-digit pretraining of docs/decisions.md, "Pretraining on the embedded data"), whose head
+is not the target's FC. ``freeze_bn`` puts every BatchNorm layer in eval mode during training: it
+normalises with, and keeps, its running statistics; its affine parameters still train.
 """
 from __future__ import annotations
 
@@ -63,7 +74,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "convention": CONVENTIONS,
     "top3": TOP3_CHOICES,
     "kernel_backend": ("auto", "torch", "numba", "numba-cuda", "cupy"),
+    "pretrained_head": ("auto", "new"),
 }
+
+#: Top-level keys left out of :meth:`TrainConfig.to_dict` (and so of every hash) while at these values.
+OMITTED_AT_DEFAULT: dict[str, Any] = {"pretrained_head": "auto", "freeze_bn": False}
 
 #: What an unset ``data.input_norm`` means without pretrained weights that say otherwise (SRN's Caffe).
 DEFAULT_INPUT_NORM = "caffe"
@@ -98,6 +113,7 @@ class TrainConfig:
 
     model: str = "preact_resnet101"
     pretrained: str | None = None
+    pretrained_head: str = "auto"
     data: DataConfig = field(default_factory=DataConfig)
     loss: str = "sigmoid_bce"
     normalize: str = "batch"
@@ -117,6 +133,7 @@ class TrainConfig:
     channels_last: bool | None = None
     compile: bool = False
     sync_bn: bool = False
+    freeze_bn: bool = False
     checkpoint_every_iters: int = field(default=0, metadata=_RUNTIME)
     max_iters: int | None = field(default=None, metadata={C.RESUMABLE: True})
     eval_every_epochs: int = 1
@@ -128,16 +145,23 @@ class TrainConfig:
     num_threads: int | None = field(default=None, metadata=_RUNTIME)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (what ``config.yaml`` holds); an unset ``data.input_norm`` is left out (see above)."""
+        """Plain nested dict (what ``config.yaml`` holds).
+
+        An unset ``data.input_norm`` and the :data:`OMITTED_AT_DEFAULT` keys at their defaults are left
+        out (see above).
+        """
         d = asdict(self)
         if d["data"]["input_norm"] is None:
             del d["data"]["input_norm"]
+        for key, default in OMITTED_AT_DEFAULT.items():
+            if d[key] == default and type(d[key]) is type(default):
+                del d[key]
         return d
 
 
 def _flat(cfg: TrainConfig) -> dict[str, Any]:
-    """``{dotted key: value}``: the top-level keys, then the ``data.*`` keys."""
-    d = {k: v for k, v in cfg.to_dict().items() if k != "data"}
+    """``{dotted key: value}``: every top-level key (omitted defaults included), then the ``data.*`` keys."""
+    d = {k: v for k, v in asdict(cfg).items() if k != "data"}
     d.update({f"data.{k}": v for k, v in asdict(cfg.data).items()})
     return d
 

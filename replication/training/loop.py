@@ -13,6 +13,10 @@ Decisions recorded here and in docs/classifier.md:
 * the last partial batch of an epoch is dropped (see :mod:`replication.training.sampler`).
 * loss in float32 on float32 logits, even under bf16 autocast; WIDER targets: −1 → 0, and with
   ``wider_unspecified: ignore`` the unspecified (0) entries of *real* images are masked out.
+* ``freeze_bn``: after ``model.train()`` every BatchNorm layer is put back in eval mode
+  (:func:`set_train_mode`), so it normalises with its running statistics and never updates them;
+  its affine weight and bias still get gradients. The evaluation switches the whole model to eval
+  mode as always, and the next epoch's :func:`set_train_mode` re-applies the freeze.
 * non-finite losses are detected on the device without a host sync per step; every
   ``log_every`` iterations (and before every checkpoint) the flag is read, so a checkpoint is
   never written after a bad step, and the error names the first bad iteration.
@@ -20,6 +24,7 @@ Decisions recorded here and in docs/classifier.md:
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -40,7 +45,7 @@ from replication.data.dataset import ShardDataset
 from replication.data.shards import ShardSet
 from replication.data.transforms import CaffeTestTransform, CaffeTrainTransform
 from replication.errors import ConfigError, ReplicationError, ShardError
-from replication.io_utils import atomic_write_text
+from replication.io_utils import atomic_write_text, check_output_path
 from replication.locking import output_lock
 from replication.models import build_model
 from replication.models.pretrained import load_pretrained
@@ -99,6 +104,15 @@ def training_targets(targets: torch.Tensor, is_real: torch.Tensor, label_kind: s
     if wider_unspecified == "ignore":
         mask = (~(is_real[:, None] & (targets == 0))).to(targets.dtype)
     return targets.clamp(min=0), mask
+
+
+def set_train_mode(model: nn.Module, freeze_bn: bool) -> None:
+    """``model.train()``; with ``freeze_bn`` every BatchNorm layer (SyncBatchNorm too) stays in eval mode."""
+    model.train()
+    if freeze_bn:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
 
 
 class _StopSignal:
@@ -172,7 +186,7 @@ class Trainer:
         np.random.seed(cfg.seed % 2**32)
         model = build_model(cfg.model, len(self.class_names))
         if cfg.pretrained:
-            info = load_pretrained(model, cfg.pretrained)
+            info = load_pretrained(model, cfg.pretrained, new_head=cfg.pretrained_head == "new")
             log.info("loaded %s (left at init: %s)", cfg.pretrained, info["skipped"] or "nothing")
         if cfg.sync_bn and self.info.distributed:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -249,7 +263,7 @@ class Trainer:
         cfg = self.cfg
         sampler = EpochBatchSampler(
             len(self.train_set), cfg.batch_size, seed=cfg.seed, epoch=self.epoch, rank=self.info.rank,
-            world_size=self.info.world_size, start_batch=self.batch_in_epoch,
+            world_size=self.info.world_size, start_batch=self.batch_in_epoch, num_real=self.train_set.num_real,
         )
         return DataLoader(
             SeededDataset(self.train_set, self.train_set.num_real), batch_sampler=sampler,
@@ -265,7 +279,7 @@ class Trainer:
         cfg, dev = self.cfg, self.dev
         every = cfg.checkpoint_every_iters
         autocast = torch.autocast(device_type=dev.type, dtype=torch.bfloat16) if self.amp else nullcontext()
-        self.model.train()
+        set_train_mode(self.model, cfg.freeze_bn)
         bad_step = torch.zeros((), dtype=torch.int64, device=dev)   # first non-finite iteration (0 = none)
         loss_acc = torch.zeros((), dtype=torch.float64, device=dev)
         pbar = tqdm(total=self.batches_per_epoch, initial=self.batch_in_epoch,
@@ -438,7 +452,14 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False) -> dict:
         torch.set_num_threads(cfg.num_threads)
     bad = non_finite_keys(cfg.to_dict())
     if bad:
-        raise ConfigError(f"config: {', '.join(bad)} must be finite numbers")
+        raise ConfigError(f"config key {', '.join(bad)}: must be a finite number")
+    d = cfg.data  # a run directory never is, holds or lies inside one of its inputs
+    out = check_output_path(out, ("the training shard set", d.train or None), ("the test shard set", d.test or None),
+                            ("the generated shard set", d.generated or None), ("the label file", d.label_file or None))
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder; give a run directory")
+    if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
+        raise ConfigError(f"{out}: the run directory is write-protected")
     info = D.init_distributed(cfg.device)
     try:
         with output_lock(out) if info.is_main else nullcontext():  # one writer per run directory

@@ -2,7 +2,11 @@
 
 Epoch ``e`` visits ``perm_e`` = a permutation of the N training indices drawn from
 ``(seed, e)`` alone — real and generated images shuffled together with no fixed per-batch ratio
-(as LSRO). Global batches are consecutive chunks of ``batch_size``; the last partial chunk is
+(as LSRO). The real images keep one order across rows (paired seeds, docs/decisions.md): their
+permutation and augmentation seeds come from the stream a real-only run draws, and the generated
+images, their seeds and the slots they take come from a second stream, so seed ``s`` shows the
+same real images in the same order, with the same crops and flips, in every row of a table.
+Global batches are consecutive chunks of ``batch_size``; the last partial chunk is
 dropped (decision: Caffe has no epochs, it cycles through its LMDB, so a fixed number of full
 batches per epoch is the closest fixed-size analogue; a different tail is dropped every epoch).
 Under DDP rank ``r`` of ``W`` takes ``chunk[r::W]`` of every global batch, so the global batch
@@ -24,11 +28,31 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-    """(permutation of ``range(n)``, per-position augmentation seeds) of epoch ``epoch``."""
+def epoch_order(n: int, seed: int, epoch: int, num_real: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(permutation of ``range(n)``, per-position augmentation seeds) of epoch ``epoch``.
+
+    Indices below ``num_real`` (default: all ``n``) are real images. Their relative order and their
+    seeds do not depend on how many generated images follow them: with ``num_real = k`` the real
+    subsequence equals ``epoch_order(k, seed, epoch)`` exactly.
+    """
+    num_real = n if num_real is None else int(num_real)
+    if not 0 <= num_real <= n:
+        raise ValueError(f"num_real={num_real} outside [0, {n}]")
     rng = np.random.default_rng([int(seed), int(epoch), 0x5EED])
-    perm = rng.permutation(n)
-    seeds = rng.integers(0, 2**62, size=n, dtype=np.int64)
+    real_perm = rng.permutation(num_real)
+    real_seeds = rng.integers(0, 2**62, size=num_real, dtype=np.int64)
+    if num_real == n:
+        return real_perm, real_seeds
+    m = n - num_real
+    gen = np.random.default_rng([int(seed), int(epoch), 0x6E4])
+    gen_perm = num_real + gen.permutation(m)
+    gen_seeds = gen.integers(0, 2**62, size=m, dtype=np.int64)
+    is_gen = np.zeros(n, dtype=bool)
+    is_gen[gen.permutation(n)[:m]] = True   # which positions hold generated images
+    perm = np.empty(n, dtype=np.int64)
+    seeds = np.empty(n, dtype=np.int64)
+    perm[~is_gen], seeds[~is_gen] = real_perm, real_seeds
+    perm[is_gen], seeds[is_gen] = gen_perm, gen_seeds
     return perm, seeds
 
 
@@ -37,7 +61,7 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
 
     def __init__(
         self, n: int, batch_size: int, *, seed: int, epoch: int, rank: int = 0, world_size: int = 1,
-        start_batch: int = 0
+        start_batch: int = 0, num_real: int | None = None
     ) -> None:
         if batch_size % world_size:
             raise ValueError(f"batch size {batch_size} is not divisible by the world size {world_size}")
@@ -47,6 +71,7 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
         self.seed, self.epoch = seed, epoch
         self.rank, self.world_size = rank, world_size
         self.start_batch = start_batch
+        self.num_real = n if num_real is None else num_real
 
     @staticmethod
     def batches_per_epoch(n: int, batch_size: int) -> int:
@@ -57,7 +82,7 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
         return max(0, self.batches_per_epoch(self.n, self.batch_size) - self.start_batch)
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        perm, seeds = epoch_order(self.n, self.seed, self.epoch)
+        perm, seeds = epoch_order(self.n, self.seed, self.epoch, self.num_real)
         for b in range(self.start_batch, self.batches_per_epoch(self.n, self.batch_size)):
             lo = b * self.batch_size
             pos = range(lo + self.rank, lo + self.batch_size, self.world_size)

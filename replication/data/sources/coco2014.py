@@ -19,7 +19,9 @@ Facts and decisions (docs/datasets.md):
 * **Record order** is the order of ``images[]`` in the JSON (deterministic for a given file).
 * **Errors.** An annotation whose ``category_id`` is not in ``categories[]``, or whose
   ``image_id`` is not in ``images[]``, is a :class:`DataSourceError` naming the file and the id;
-  so are duplicate image or category ids and missing top-level fields. Image files are not
+  so are duplicate image or category ids, a ``file_name`` listed twice (``./a.jpg`` and ``a.jpg``
+  count as one), a ``file_name`` that is absolute or leaves the image folder through ``..``, and
+  missing top-level fields. Image files are not
   checked at open time: a missing or corrupt one raises :class:`BadImageError` from
   ``record.load()`` and the builder's ``--on-bad-image`` decides (stop, or skip and count).
 * ``seed`` is unused (nothing is random); ``tiny`` keeps the first :data:`TINY_RECORDS` records
@@ -128,11 +130,14 @@ def open_split(root: Path | None, split: str, *, seed: int = 0, tiny: bool = Fal
     data = load_json(path, "COCO annotation file")
     class_names, file_names, labels = parse_instances(data, path)
     image_dir = root / SPLIT_FILES[split]
-    records = [
-        SourceRecord(key=name, label=labels[i],
-                     load=partial(read_image, image_dir / relative_image_path(name, f"{path}: images[{i}]")))
-        for i, name in enumerate(file_names)
-    ]
+    records = []
+    first: dict[str, int] = {}  # normalised file name -> first images[] index (./a.jpg and a.jpg are one file)
+    for i, name in enumerate(file_names):
+        norm = relative_image_path(name, f"{path}: images[{i}]")
+        if norm in first:
+            raise DataSourceError(f"{path}: images[{i}] names the file {name!r} of images[{first[norm]}] again")
+        first[norm] = i
+        records.append(SourceRecord(key=name, label=labels[i], load=partial(read_image, image_dir / norm)))
     no_annotation = int((labels.sum(1) == 0).sum())
     log.info(
         "%s: %d images, %d classes, %d without annotation (kept, all-zero labels)",

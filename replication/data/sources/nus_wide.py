@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from replication.data.sources import SourceRecord, SourceSplit, read_image, require_file
+from replication.data.sources import SourceRecord, SourceSplit, read_image, read_text
 from replication.errors import DataSourceError
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,7 @@ _DRIVE = re.compile(r"^[A-Za-z]:/")
 
 def _read_lines(path: Path, what: str) -> list[str]:
     """Lines of a text file, stripped, with trailing blank lines removed (error if missing)."""
-    require_file(path, what)
-    with open(path, encoding="utf-8", errors="replace") as f:
-        lines = [line.strip() for line in f.read().splitlines()]
+    lines = [line.strip() for line in read_text(path, what).splitlines()]  # UTF-8, else one line naming it
     while lines and not lines[-1]:
         lines.pop()
     return lines

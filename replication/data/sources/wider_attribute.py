@@ -163,12 +163,17 @@ def open_split(
     cache = _LastImage()
 
     records: list[SourceRecord] = []
+    first: dict[str, int] = {}
     empty_box = 0
     for i, img in enumerate(data["images"]):
         if not isinstance(img, dict) or "file_name" not in img or not isinstance(img.get("targets"), list):
             raise DataSourceError(f"{path}: images[{i}] lacks 'file_name' or a 'targets' list")
         file_name = str(img["file_name"])
-        image_path = folder / relative_image_path(file_name, f"{path}: images[{i}]")
+        norm = relative_image_path(file_name, f"{path}: images[{i}]")
+        if norm in first:  # ./a.jpg and a.jpg are one file
+            raise DataSourceError(f"{path}: images[{i}] names the file {file_name!r} of images[{first[norm]}] again")
+        first[norm] = i
+        image_path = folder / norm
         for t, target in enumerate(img["targets"]):
             where = f"image {file_name} target {t}"
             label, bbox = _target_fields(target, path, where)

@@ -1,0 +1,310 @@
+"""Statistics over seeds: mean ± std, paired differences with t confidence intervals, verdicts (docs/metrics.md).
+
+Pure functions on numbers; no files. The table renderer (``replication/tables.py``) uses them for
+the mean ± std of every cell, the paired Δ mAP of each row against the baseline with its 95%
+confidence interval and verdict, and the verdict on the paper's claims.
+
+* **Pairing.** Seed i of a row is paired with seed i of the reference row (the baseline, or the
+  other side of a claim): the spec's seed i gives every row the same initialisation and the same
+  real-data order, so the difference of the pair removes the seed-to-seed variation the rows share.
+  Only seeds present in both rows are paired.
+* **Confidence interval.** For the n paired differences d_i: mean d̄, sample std s (ddof = 1),
+  95% CI = d̄ ± t_{0.975, n−1} · s / √n, with the t quantile of :func:`t_quantile_975`.
+* **Verdict.** "better" if the whole CI lies above 0, "worse" if it lies wholly below 0, "no
+  detectable difference" if it contains 0; "n/a" with fewer than 2 paired seeds (one difference
+  gives no estimate of its spread, so no interval can be formed).
+
+The t quantiles come from a table (df 1–30, computed to 17 significant digits with mpmath's
+incomplete beta function and checked against SciPy in the tests) and, for df > 30, the
+Cornish–Fisher expansion around the normal quantile (|error| < 3e-8 there), so SciPy, only an
+indirect dependency of scikit-learn, is not needed.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from replication.vocabulary import BASELINE, GEN_LABELS, GENERATORS
+
+#: Two-sided 95% quantiles of Student's t, t_{0.975, df} for df = 1 … 30 (index df − 1).
+T975_TABLE: tuple[float, ...] = (
+    12.706204736174705, 4.3026527297494639, 3.1824463052837096, 2.7764451051977944, 2.5705818356363155,
+    2.4469118511449700, 2.3646242515927853, 2.3060041352041667, 2.2621571627982055, 2.2281388519862747,
+    2.2009851600916399, 2.1788128296672289, 2.1603686564627925, 2.1447866879178038, 2.1314495455597757,
+    2.1199052992212547, 2.1098155778333171, 2.1009220402410385, 2.0930240544083098, 2.0859634472658648,
+    2.0796138447276804, 2.0738730679040262, 2.0686576104190487, 2.0638985616280258, 2.0595385527532977,
+    2.0555294386428732, 2.0518305164802856, 2.0484071417952452, 2.0452296421327043, 2.0422724563012383,
+)
+#: The normal limit z_{0.975} (df → ∞).
+Z975 = 1.9599639845400542
+
+BETTER = "better"
+WORSE = "worse"
+NO_DIFFERENCE = "no detectable difference"
+NOT_AVAILABLE = "n/a"
+VERDICTS = (BETTER, WORSE, NO_DIFFERENCE, NOT_AVAILABLE)
+
+HELD = "held"
+NOT_HELD = "not held"
+NOT_DETECTABLE = "not detectable"
+SKIPPED = "skipped"
+CLAIM_STATUSES = (HELD, NOT_HELD, NOT_DETECTABLE, SKIPPED)
+#: A paired verdict of ``A − B`` → the status of the claim "A beats B".
+CLAIM_OF_VERDICT = {BETTER: HELD, WORSE: NOT_HELD, NO_DIFFERENCE: NOT_DETECTABLE}
+
+
+def t_quantile_975(df: int) -> float:
+    """t_{0.975, df}: the two-sided 95% quantile of Student's t with ``df`` ≥ 1 degrees of freedom.
+
+    Exact table values for df ≤ 30; above, the Cornish–Fisher expansion in 1/df around
+    :data:`Z975` (four terms; |error| < 3e-8 for df > 30), which tends to the normal limit.
+    """
+    if isinstance(df, bool) or not isinstance(df, int) or df < 1:
+        raise ValueError(f"degrees of freedom must be an integer ≥ 1, got {df!r}")
+    if df <= len(T975_TABLE):
+        return T975_TABLE[df - 1]
+    z, v = Z975, float(df)
+    return (z + (z**3 + z) / (4 * v) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
+            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
+            + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * v**4))
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (ddof = 1) of ``values``; the std is None for one value."""
+    if not values:
+        raise ValueError("mean_std needs at least one value")
+    mean = math.fsum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    var = math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(var)
+
+
+def verdict(low: float | None, high: float | None) -> str:
+    """The verdict of a confidence interval ``[low, high]`` of a difference (row − reference).
+
+    "better" if ``low > 0``, "worse" if ``high < 0``, "no detectable difference" if the interval
+    contains 0, "n/a" if there is no interval (None bounds: fewer than 2 paired seeds).
+    """
+    if low is None or high is None:
+        return NOT_AVAILABLE
+    if low > high:
+        raise ValueError(f"confidence interval with low {low} > high {high}")
+    if low > 0:
+        return BETTER
+    if high < 0:
+        return WORSE
+    return NO_DIFFERENCE
+
+
+@dataclass(frozen=True)
+class PairedDiff:
+    """The paired difference ``row − reference`` over seeds: mean, sample std, 95% CI and verdict.
+
+    ``seeds`` are the paired seeds (present in both rows). With one seed, ``std``, ``low`` and
+    ``high`` are None and the verdict is "n/a".
+    """
+
+    seeds: tuple[int, ...]
+    mean: float
+    std: float | None
+    low: float | None
+    high: float | None
+
+    @property
+    def n(self) -> int:
+        """The number of paired seeds."""
+        return len(self.seeds)
+
+    @property
+    def verdict(self) -> str:
+        """:func:`verdict` of the confidence interval."""
+        return verdict(self.low, self.high)
+
+
+def paired_ci(diffs: Sequence[float]) -> tuple[float, float | None, float | None, float | None]:
+    """Mean, sample std and 95% t confidence interval ``(mean, std, low, high)`` of paired differences.
+
+    CI = mean ± t_{0.975, n−1} · std / √n. With a single difference the std and the interval are
+    None (n − 1 = 0 degrees of freedom: no estimate of the spread).
+    """
+    mean, std = mean_std(diffs)
+    if std is None:
+        return mean, None, None, None
+    half = t_quantile_975(len(diffs) - 1) * std / math.sqrt(len(diffs))
+    return mean, std, mean - half, mean + half
+
+
+def paired_difference(row: Mapping[int, float], reference: Mapping[int, float]) -> PairedDiff | None:
+    """The paired difference ``row − reference`` (seed → value each) over their common seeds.
+
+    Seed i of ``row`` is paired with seed i of ``reference``; seeds in only one of them are left
+    out. None when they share no seed.
+    """
+    seeds = tuple(sorted(set(row) & set(reference)))
+    if not seeds:
+        return None
+    mean, std, low, high = paired_ci([row[s] - reference[s] for s in seeds])
+    return PairedDiff(seeds, mean, std, low, high)
+
+
+# ------------------------------------------------------------------------------------ the paper's claims
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """A claim "``better`` beats ``worse``" of the paper, in words."""
+
+    text: str
+    better: str
+    worse: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A tested claim: its words, its status (:data:`CLAIM_STATUSES`), the paired difference, and a note."""
+
+    text: str
+    status: str
+    diff: PairedDiff | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ClaimGroup:
+    """A claim made of several claims that must all hold (e.g. "SPL beats the baseline with both GANs")."""
+
+    text: str
+    status: str
+    parts: tuple[Claim, ...]
+
+
+def paper_claims(generators: Sequence[str] = GENERATORS) -> tuple[ClaimSpec, ...]:
+    """The paper's ordering SPL ≥ smooth > baseline > pseudo and random, one set per generator.
+
+    Per generator g: SPL vs smooth, smooth vs baseline, baseline vs pseudo, baseline vs random and
+    SPL vs baseline (the claim "SPL beats the baseline", asked for every GAN).
+    """
+    out = []
+    for g in generators:
+        gen = GEN_LABELS.get(g, g)
+        out += [
+            ClaimSpec(f"SPL ≥ smooth labeling ({gen})", f"spl/{g}", f"smooth/{g}"),
+            ClaimSpec(f"smooth labeling > baseline ({gen})", f"smooth/{g}", BASELINE),
+            ClaimSpec(f"baseline > pseudo labeling ({gen})", BASELINE, f"pseudo/{g}"),
+            ClaimSpec(f"baseline > random labeling ({gen})", BASELINE, f"random/{g}"),
+            ClaimSpec(f"SPL > baseline ({gen})", f"spl/{g}", BASELINE),
+        ]
+    return tuple(out)
+
+
+def check_claim(claim: ClaimSpec, values: Mapping[str, Mapping[int, float]], rows: Sequence[str]) -> Claim:
+    """Test one claim on ``values`` (row → seed → metric), paired by seed.
+
+    "held" if the 95% CI of ``better − worse`` lies above 0, "not held" if it lies below 0, "not
+    detectable" if it contains 0. "skipped" (with a note) if a row is not in ``rows`` (the spec),
+    has no results, or the two rows share fewer than 2 seeds.
+    """
+    absent = [r for r in (claim.better, claim.worse) if r not in rows]
+    if absent:
+        return Claim(claim.text, SKIPPED, note=f"row {', '.join(absent)} not in the table")
+    missing = [r for r in (claim.better, claim.worse) if not values.get(r)]
+    if missing:
+        return Claim(claim.text, SKIPPED, note=f"no results for {', '.join(missing)}")
+    diff = paired_difference(values[claim.better], values[claim.worse])
+    if diff is None:
+        return Claim(claim.text, SKIPPED, note="the two rows share no seed")
+    if diff.verdict == NOT_AVAILABLE:
+        return Claim(claim.text, SKIPPED, diff, note="a confidence interval needs at least 2 paired seeds")
+    return Claim(claim.text, CLAIM_OF_VERDICT[diff.verdict], diff)
+
+
+def group_status(parts: Sequence[Claim]) -> str:
+    """The status of "all of ``parts`` hold".
+
+    "not held" if any part is not held; else "skipped" if any part was skipped (the group cannot be
+    tested as a whole); else "held" if every part held; else "not detectable".
+    """
+    statuses = [p.status for p in parts]
+    if NOT_HELD in statuses:
+        return NOT_HELD
+    if not statuses or SKIPPED in statuses:
+        return SKIPPED
+    if all(s == HELD for s in statuses):
+        return HELD
+    return NOT_DETECTABLE
+
+
+def evaluate_claims(values: Mapping[str, Mapping[int, float]], rows: Sequence[str],
+                    generators: Sequence[str] = GENERATORS) -> tuple[tuple[Claim, ...], ClaimGroup]:
+    """Every claim of :func:`paper_claims` tested on ``values``, and the group "SPL beats the baseline with both GANs".
+
+    ``values`` maps row → seed → metric (mAP in the tables); ``rows`` are the spec's rows.
+    """
+    specs = paper_claims(generators)
+    claims = tuple(check_claim(c, values, rows) for c in specs)
+    spl_parts = tuple(c for spec, c in zip(specs, claims, strict=True)
+                      if spec.better.startswith("spl/") and spec.worse == BASELINE)
+    names = " and ".join(GEN_LABELS.get(g, g) for g in generators)
+    group = ClaimGroup(f"SPL beats the baseline with both GANs ({names})", group_status(spl_parts), spl_parts)
+    return claims, group
+
+
+def _signed(x: float, digits: int = 2) -> str:
+    text = f"{x:+.{digits}f}"
+    return text.replace("-", "−")
+
+
+def describe_diff(diff: PairedDiff, metric: str = "mAP") -> str:
+    """``Δ mAP = +1.23, 95% CI [+0.45, +2.01], 3 paired seeds`` (one seed: no interval)."""
+    seeds = f"{diff.n} paired seed{'s' if diff.n != 1 else ''}"
+    if diff.low is None or diff.high is None:
+        return f"Δ {metric} = {_signed(diff.mean)}, {seeds}"
+    return f"Δ {metric} = {_signed(diff.mean)}, 95% CI [{_signed(diff.low)}, {_signed(diff.high)}], {seeds}"
+
+
+def verdict_paragraph(claims: Sequence[Claim], group: ClaimGroup, metric: str = "mAP") -> str:
+    """A plain-language Markdown paragraph (and one bullet per claim) saying which claims held.
+
+    Generated from the numbers only: the counts, then per claim its status, the paired Δ of the
+    claimed-better row minus the other and its 95% CI, or why it was skipped.
+    """
+    tested = [c for c in claims if c.status != SKIPPED]
+    counts = {s: sum(1 for c in tested if c.status == s) for s in (HELD, NOT_HELD, NOT_DETECTABLE)}
+
+    def names(status: str) -> str:
+        chosen = [c.text for c in tested if c.status == status]
+        return "; ".join(chosen) if chosen else "none"
+
+    lines = ["## Verdict on the paper's claims", ""]
+    if not tested:
+        lines.append(
+            f"None of the paper's claims could be tested on these results: each needs both of its rows with at "
+            f"least 2 paired seeds ({len(claims) - len(tested)} claims skipped, reasons below)."
+        )
+    else:
+        lines.append(
+            f"The paper claims SPL ≥ smooth > baseline > pseudo and random labeling, and that SPL beats the baseline "
+            f"with both GANs. Tested on {metric}, paired by seed, with 95% t confidence intervals: a claim held if the "
+            f"interval of (claimed-better row − other row) lies entirely above 0, did not hold if it lies entirely "
+            f"below 0, and is not detectable if it contains 0. Of {len(tested)} claims tested, {counts[HELD]} held, "
+            f"{counts[NOT_HELD]} did not hold and {counts[NOT_DETECTABLE]} were not detectable "
+            f"({len(claims) - len(tested)} skipped). Held: {names(HELD)}. Not held: {names(NOT_HELD)}. "
+            f"Not detectable: {names(NOT_DETECTABLE)}. {group.text}: **{group.status}**."
+        )
+    lines.append("")
+    for c in claims:
+        detail = describe_diff(c.diff, metric) if c.diff is not None else ""
+        if c.note:
+            detail = f"{detail}; {c.note}" if detail else c.note
+        lines.append(f"- {c.text}: **{c.status}** ({detail})")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = [
+    "T975_TABLE", "Z975", "VERDICTS", "BETTER", "WORSE", "NO_DIFFERENCE", "NOT_AVAILABLE", "CLAIM_STATUSES",
+    "HELD", "NOT_HELD", "NOT_DETECTABLE", "SKIPPED", "t_quantile_975", "mean_std", "verdict", "PairedDiff",
+    "paired_ci", "paired_difference", "ClaimSpec", "Claim", "ClaimGroup", "paper_claims", "check_claim",
+    "group_status", "evaluate_claims", "describe_diff", "verdict_paragraph",
+]
