@@ -12,6 +12,16 @@ default mode of G and D; the gradient penalty's double backward stays eager; sta
 dynamic ones turn the SAME-padding arithmetic into huge symbolic expressions — measured: a 64×64
 compile then ran > 5 min or failed) and on CUDA ``cudagraphs`` (``torch.compile(mode="reduce-overhead")``).
 A mode that fails is recorded with its error, never skipped silently.
+
+**Achieved vs GEMM.** Each case's floating-point operations per iteration are counted once (not
+estimated) by running one eager iteration under :class:`torch.utils.flop_counter.FlopCounterMode`
+(:func:`count_flops`; convolutions, their backward passes and matmuls — element-wise work counts
+zero). Each row then reports ``gflop_per_iter``, the achieved ``gflops`` (counted FLOPs over the
+median iteration time), ``gemm_gflops`` — an fp32 ``n × n`` matmul (n = 2048) timed on the same device
+and threads in the same run, immediately before and after the row (:func:`gemm_gflops`, mean of the
+two medians, so a load change on a shared machine hits both figures alike) — and ``gemm_ratio``
+(:func:`achieved_vs_gemm`). ``presets`` (e.g. ``embedded-dcgan``) take arch, size, width and batch from
+the GAN presets instead of ``sizes`` × ``width`` × ``batch``.
 """
 from __future__ import annotations
 
@@ -23,14 +33,18 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 import gan_tf_port
 from gan_tf_port.optim import make_adam
 from gan_tf_port.steps import Noise, dcgan_iteration, wgan_gp_iteration
 from replication.benchmarks import harness
 from replication.errors import ConfigError
+from replication.gan.config import load_gan_config
 
 MODES = ("eager", "compile", "cudagraphs")
+ARCHS = ("dcgan", "wgan-gp")
+GEMM_N = 2048
 
 
 @dataclasses.dataclass
@@ -46,16 +60,29 @@ class GanConfig:
     device: str = "auto"
     row_timeout: float | None = 900.0
     quick: bool = False
+    presets: tuple[str, ...] = ()   # GAN presets whose arch/size/width/batch make the cases (instead of sizes)
+    gemm_n: int = GEMM_N
 
     def __post_init__(self) -> None:
         if self.quick:
             self.sizes, self.width, self.batch, self.iters, self.warmup = (32,), 8, 8, 2, 1
+            self.gemm_n = min(self.gemm_n, 256)
         if self.modes is None:
             cuda = torch.cuda.is_available()
             self.modes = ("eager",) if self.quick else ("eager", "compile") + (("cudagraphs",) if cuda else ())
         bad = [m for m in self.modes if m not in MODES]
         if bad:
             raise ConfigError(f"unknown mode {bad[0]!r}; expected one of {', '.join(MODES)}")
+
+    def cases(self) -> list[tuple[str, int, int, int]]:
+        """(arch, size, width, batch) of every case: one per preset, else each GAN at each size."""
+        if self.presets:
+            out = []
+            for name in self.presets:
+                p = load_gan_config(name)
+                out.append((p.arch, p.size, p.width, p.batch))
+            return out
+        return [(a, s, self.width, self.batch) for a in ARCHS for s in self.sizes]
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":
@@ -86,12 +113,54 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
+class _NoModuleTracker:
+    """Stands in for ``FlopCounterMode``'s per-module tracker, which only attributes FLOPs to modules: its
+    backward hooks break ``torch.autograd.grad`` on a leaf (the gradient penalty's x̂) with "A leaf node was
+    passed to _will_engine_execute_node". All FLOPs go to "Global"; the total is the same."""
+
+    parents = frozenset({"Global"})
+
+    def __enter__(self) -> _NoModuleTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """Floating-point operations of one call of ``fn``, counted by ``FlopCounterMode`` (a multiply-add is 2)."""
+    counter = FlopCounterMode(display=False)
+    counter.mod_tracker = _NoModuleTracker()
+    with counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def gemm_gflops(device: torch.device | str = "cpu", n: int = GEMM_N, reps: int = 5, warmup: int = 1) -> float:
+    """fp32 GFLOP/s of an ``n × n`` by ``n × n`` matmul (``2n³`` FLOPs) on ``device`` with torch's current
+    threads: the median of ``reps`` timed calls."""
+    dev = torch.device(device)
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=gen).to(dev)
+    b = torch.randn(n, n, generator=gen).to(dev)
+    timing = harness.time_calls(lambda: torch.mm(a, b), warmup=warmup, reps=reps, sync=harness.device_sync(dev))
+    return 2.0 * n ** 3 / harness.percentile(timing.samples, 50) / 1e9
+
+
+def achieved_vs_gemm(flops: float, seconds: float, gemm: float) -> dict[str, float]:
+    """``gflops`` = ``flops`` / ``seconds`` / 1e9 and ``gemm_ratio`` = that over ``gemm`` (GFLOP/s)."""
+    achieved = flops / seconds / 1e9
+    return {"gflops": round(achieved, 2), "gemm_gflops": round(gemm, 2), "gemm_ratio": round(achieved / gemm, 4)}
+
+
 def bench_one(arch: str, size: int, mode: str, *, width: int, batch: int, iters: int, warmup: int,
-              device: torch.device, time_limit: float | None = None) -> dict[str, Any]:
+              device: torch.device, time_limit: float | None = None, flops: int | None = None,
+              gemm_n: int | None = None) -> dict[str, Any]:
     """Time one (arch, size, mode); returns a result row (with ``error`` instead of timings on failure).
 
     ``time_limit`` (seconds, warm-up included) turns a row that hangs — e.g. a pathological compile —
-    into a recorded ``RowTimeout`` error.
+    into a recorded ``RowTimeout`` error. ``flops`` (per iteration; counted here when None) and
+    ``gemm_n`` (None: no GEMM reference) add the achieved-vs-GEMM fields.
     """
     if mode != "eager":
         torch._dynamo.reset()  # each row compiles from scratch (no shapes carried over from another size)
@@ -99,7 +168,8 @@ def bench_one(arch: str, size: int, mode: str, *, width: int, batch: int, iters:
                            "device": str(device), "iters": iters, "warmup": warmup}
     try:
         with _time_limit(time_limit):
-            _run_row(row, arch, size, mode, width=width, batch=batch, iters=iters, warmup=warmup, device=device)
+            _run_row(row, arch, size, mode, width=width, batch=batch, iters=iters, warmup=warmup, device=device,
+                     flops=flops, gemm_n=gemm_n)
     except Exception as e:  # recorded, never skipped silently
         row["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:500]
     return row
@@ -135,33 +205,53 @@ def _build_step(arch: str, size: int, mode: str, *, width: int, batch: int,
     return step
 
 
+def case_flops(arch: str, size: int, *, width: int, batch: int, device: torch.device) -> int:
+    """FLOPs of one eager training iteration of the case (counted after one untimed iteration)."""
+    step = _build_step(arch, size, "eager", width=width, batch=batch, device=device)
+    step()
+    return count_flops(step)
+
+
 def _run_row(row: dict, arch: str, size: int, mode: str, *, width: int, batch: int, iters: int, warmup: int,
-             device: torch.device) -> None:
+             device: torch.device, flops: int | None = None, gemm_n: int | None = None) -> None:
     """Build, warm up and time one row; fills ``row`` in place."""
     step = _build_step(arch, size, mode, width=width, batch=batch, device=device)
+    gemm_before = gemm_gflops(device, gemm_n) if gemm_n else None
     timing = harness.time_calls(step, warmup=warmup, reps=iters, sync=harness.device_sync(device))
     dt = timing.total_s
     reads = 5 if arch == "wgan-gp" else 1
     row.update(warmup_s=round(timing.warmup_s, 3), seconds=round(dt, 4), iter_per_s=round(iters / dt, 3),
                real_images_per_s=round(iters * batch * reads / dt, 1), iter_s=harness.summarize(timing.samples))
+    if gemm_n:
+        if flops is None:
+            flops = case_flops(arch, size, width=width, batch=batch, device=device)
+        gemm = (gemm_before + gemm_gflops(device, gemm_n)) / 2
+        row.update(gflop_per_iter=round(flops / 1e9, 4),
+                   **achieved_vs_gemm(flops, harness.percentile(timing.samples, 50), gemm))
 
 
 def run_gan(cfg: GanConfig, on_row: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """All rows (``on_row`` is called after each) plus machine and conditions; eager rows are the reference."""
     dev = cfg.torch_device()
     rows = []
-    for a in ("dcgan", "wgan-gp"):
-        for s in cfg.sizes:
-            for m in cfg.modes:
-                rows.append(bench_one(a, s, m, width=cfg.width, batch=cfg.batch, iters=cfg.iters, warmup=cfg.warmup,
-                                      device=dev, time_limit=cfg.row_timeout))
-                if on_row is not None:
-                    on_row(rows[-1])
+    for a, s, w, b in cfg.cases():
+        flops = None
+        if cfg.gemm_n:
+            try:  # once per case; a failure here is recorded by each row, which counts again
+                flops = case_flops(a, s, width=w, batch=b, device=dev)
+            except Exception:
+                flops = None
+        for m in cfg.modes:
+            rows.append(bench_one(a, s, m, width=w, batch=b, iters=cfg.iters, warmup=cfg.warmup, device=dev,
+                                  time_limit=cfg.row_timeout, flops=flops, gemm_n=cfg.gemm_n))
+            if on_row is not None:
+                on_row(rows[-1])
     for r in rows:
-        ref = next((e for e in rows if e["arch"] == r["arch"] and e["size"] == r["size"] and e["mode"] == "eager"),
-                   None)
+        ref = next((e for e in rows if all(e[k] == r[k] for k in ("arch", "size", "width", "batch"))
+                    and e["mode"] == "eager"), None)
         if ref and "iter_per_s" in ref and "iter_per_s" in r:
             r["speedup_vs_eager"] = round(r["iter_per_s"] / ref["iter_per_s"], 3)
     conditions = {"sizes": list(cfg.sizes), "modes": list(cfg.modes), "width": cfg.width, "batch": cfg.batch,
-                  "iters": cfg.iters, "warmup": cfg.warmup, "row_timeout_s": cfg.row_timeout, "quick": cfg.quick}
+                  "iters": cfg.iters, "warmup": cfg.warmup, "row_timeout_s": cfg.row_timeout, "quick": cfg.quick,
+                  "presets": list(cfg.presets), "gemm_n": cfg.gemm_n}
     return harness.record("gan", harness.machine_info(dev), conditions, rows)

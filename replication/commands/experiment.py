@@ -1,14 +1,15 @@
 """``spl experiment run|status SPEC``: run a table's cached dependency chain, or show what is done."""
 from __future__ import annotations
 
-import dataclasses
+import json
 import time
 from pathlib import Path
 
 import click
 
+from replication.experiments.calibration import fit_experiment
 from replication.experiments.runner import plan_experiment, run_experiment
-from replication.experiments.spec import ExperimentSpec, load_spec
+from replication.experiments.spec import ExperimentSpec, load_spec, with_train_overrides
 
 
 @click.group(name="experiment")
@@ -17,9 +18,8 @@ def command() -> None:
 
 
 def spec_with_sets(spec: Path, sets: tuple[str, ...]) -> ExperimentSpec:
-    """The spec with ``--set key=value`` appended to its train preset's overrides (they enter its fingerprint)."""
-    s = load_spec(spec)
-    return dataclasses.replace(s, train=dataclasses.replace(s.train, overrides=(*s.train.overrides, *sets)))
+    """Load SPEC with ``--set`` overrides added to its train preset (shared by ``spl tables render``)."""
+    return with_train_overrides(load_spec(spec), sets)
 
 
 def _common(f):
@@ -68,3 +68,25 @@ def status_cmd(spec: Path, data_root: Path | None, seeds: int, only: tuple[str, 
     for step in plan.steps:
         state = "done" if step.is_done(runs) else "todo"
         click.echo(f"{state}  {step.describe():40s} {step.path(runs)}")
+
+
+@command.command("fit")
+@_common
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+def fit_cmd(spec: Path, data_root: Path | None, seeds: int, only: tuple[str, ...], runs: Path,
+            sets: tuple[str, ...], as_json: bool) -> None:
+    """Fit diagnostics of SPEC's finished trainings: mAP mean ± std over seeds, convergence, overfitting
+    (train vs test loss) and the calibration criteria of docs/experiments.md ("Calibration log")."""
+    report = fit_experiment(spec_with_sets(spec, sets), runs, seeds=seeds, only=only)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for row, r in report.items():
+        if "missing" in r:
+            click.echo(f"{row:16s} unfinished seeds {r['missing']}")
+            continue
+        runs_ = r["runs"]
+        checks = " ".join(f"{k}={'yes' if v else 'NO'}" for k, v in r["checks"].items())
+        click.echo(f"{row:16s} mAP {r['mAP_mean']:.2f} ± {r['mAP_std']:.2f} (n={r['n_seeds']})  "
+                   f"max |Δ last 2 epochs| {max(x['last_two_delta'] for x in runs_):.2f}  "
+                   f"train/test loss {max(x['train_loss'] / x['test_loss'] for x in runs_):.2f}  {checks}")

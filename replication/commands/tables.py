@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from replication.commands.experiment import spec_with_sets
+from replication.experiments.spec import load_spec, with_train_overrides
 from replication.tables import FORMATS, format_markdown, format_verdict, load_table, write_table
 
 
@@ -34,7 +34,7 @@ def render_cmd(spec: Path, fmt: str, runs: Path, out_dir: Path, no_plot: bool, s
 
     The verdict paragraph says which of the paper's claims held on these runs (paired seeds, 95% CIs).
     """
-    table = load_table(spec_with_sets(spec, sets), runs)
+    table = load_table(with_train_overrides(load_spec(spec), sets), runs)
     written = write_table(table, out_dir, FORMATS if fmt == "all" else (fmt,), plot=not no_plot)
     click.echo(format_markdown(table, verdict=False))
     click.echo(format_verdict(table))

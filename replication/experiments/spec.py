@@ -31,7 +31,7 @@ import json
 import os
 import typing
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -404,7 +404,12 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     return spec_from_dict(C.read_yaml(p, kind=KIND), p)
 
 
-__all__ = [
+def with_train_overrides(spec: ExperimentSpec, sets: tuple[str, ...] | list[str]) -> ExperimentSpec:
+    """``spec`` with ``key=value`` overrides appended to its train preset's (they enter its fingerprint)."""
+    return replace(spec, train=replace(spec.train, overrides=(*spec.train.overrides, *sets)))
+
+
+__all__ = ["with_train_overrides",
     "ExperimentSpec", "DatasetSpec", "PresetSpec", "PretrainSpec", "PRETRAIN_SOURCES",
     "SamplingSpec", "LabelingSpec", "MetricsSpec", "PaperSpec",
     "load_spec", "spec_from_dict",
