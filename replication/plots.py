@@ -1,4 +1,4 @@
-"""Figures written as files: a per-class AP bar chart, loss / mAP curves and GAN quality curves.
+"""Figures written as files: a per-class AP bar chart, loss / mAP curves, GAN quality curves and mAP vs λ.
 
 Matplotlib's object API with the Agg canvas (no pyplot, no global state, no display needed). Files
 are written atomically; the format follows the file suffix (``.png`` by default, ``.pdf``, ``.svg``).
@@ -190,5 +190,48 @@ def plot_quality_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], pat
                 ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_lambda_sensitivity(series: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float]]],
+                            path: str | os.PathLike, *, baseline: tuple[float, float] | None = None,
+                            title: str | None = None) -> Path:
+    """mAP against the generated-image weight λ: one line with error bars per series, the baseline as a band.
+
+    Args:
+        series: ``{label: (λs, mAP means, errors)}`` (e.g. ``"Our SPL (DCGAN)"`` → λ 0.1, 0.3, 1),
+            equal-length sequences, λ > 0; drawn on a logarithmic λ axis with a tick at every λ.
+        path: output file (``.png``, ``.pdf`` or ``.svg``), written atomically.
+        baseline: ``(mean, half-width)`` of the baseline's mAP: a horizontal line and a shaded band.
+        title: figure title (optional).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    if not series:
+        raise PlotInputError("plot_lambda_sensitivity: no series to plot")
+    fig = Figure(figsize=(6.0, 4.0))
+    ax = fig.add_subplot()
+    ticks: set[float] = set()
+    for label, (lams, means, errs) in series.items():
+        x, y, e = (np.asarray(a, dtype=np.float64).ravel() for a in (lams, means, errs))
+        if x.size == 0 or not x.size == y.size == e.size or (x <= 0).any():
+            raise PlotInputError(f"plot_lambda_sensitivity: series {label!r} is empty, unequal or has λ ≤ 0")
+        ax.errorbar(x, y, yerr=e, marker="o", markersize=4, capsize=3, label=label)
+        ticks.update(float(v) for v in x)
+    if baseline is not None:
+        mean, half = baseline
+        ax.axhspan(mean - half, mean + half, color="tab:gray", alpha=0.2, linewidth=0)
+        ax.axhline(mean, color="tab:gray", linestyle="--", linewidth=1, label="baseline (real images only)")
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(ticks), [f"{t:g}" for t in sorted(ticks)])
+    ax.minorticks_off()
+    ax.set_xlabel("λ, the loss weight of generated images")
+    ax.set_ylabel("mAP (%), mean ± std over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return _save(fig, path)

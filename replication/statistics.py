@@ -2,7 +2,8 @@
 
 Pure functions on numbers; no files. The table renderer (``replication/tables.py``) uses them for
 the mean ± std of every cell, the paired Δ mAP of each row against the baseline with its 95%
-confidence interval and verdict, and the verdict on the paper's claims.
+confidence interval and verdict, the verdict on the paper's claims, and one sentence per comparison
+that a control row (issue #13, beyond the paper) answers (:func:`control_paragraph`).
 
 * **Pairing.** Seed i of a row is paired with seed i of the reference row (the baseline, or the
   other side of a claim): the spec's seed i gives every row the same initialisation and the same
@@ -25,7 +26,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from replication.vocabulary import BASELINE, GEN_LABELS, GENERATORS
+from replication.vocabulary import BASELINE, BEYOND_PAPER_MARK, GEN_LABELS, GENERATORS, parse_row_id, row_label
 
 #: Two-sided 95% quantiles of Student's t, t_{0.975, df} for df = 1 … 30 (index df − 1).
 T975_TABLE: tuple[float, ...] = (
@@ -302,7 +303,70 @@ def verdict_paragraph(claims: Sequence[Claim], group: ClaimGroup, metric: str = 
     return "\n".join(lines) + "\n"
 
 
+# ------------------------------------------------------------------------------------ the controls (issue #13)
+
+CONTROLS_HEADING = "## Controls (beyond the paper)"
+
+
+def control_comparisons(rows: Sequence[str]) -> list[tuple[str, str, str]]:
+    """The comparisons the control rows of ``rows`` answer: ``(row A, row B, what A − B tests)``.
+
+    * ``baseline/iters``: it vs the baseline (do more steps alone help?), then each plain SPL and
+      smooth GAN row vs it (is a gain more than more steps?);
+    * ``<rule>/shuffled``: it vs the baseline, then each ``<rule>/<GAN>`` row vs it (does the GAN matter?);
+    * ``<rule>/<source>@λ``: it vs the baseline.
+    """
+    out: list[tuple[str, str, str]] = []
+    for row in rows:
+        rid = parse_row_id(row)
+        if not rid.control:
+            continue
+        if rid.matched:
+            out.append((row, BASELINE, "more iterations alone"))
+            out += [(f"{rule}/{g}", row, "a gain beyond more iterations") for g in GENERATORS
+                    for rule in ("spl", "smooth") if f"{rule}/{g}" in rows]
+        elif rid.weight is None:
+            out.append((row, BASELINE, "outliers that no GAN made"))
+            out += [(f"{rid.method}/{g}", row, "does the GAN matter") for g in GENERATORS
+                    if f"{rid.method}/{g}" in rows]
+        else:
+            out.append((row, BASELINE, f"generated-image weight λ = {rid.weight:g}"))
+    return out
+
+
+def _row_name(row: str) -> str:
+    return "baseline" if row == BASELINE else row_label(row)
+
+
+def control_paragraph(values: Mapping[str, Mapping[int, float]], rows: Sequence[str], metric: str = "mAP") -> str:
+    """A Markdown section with one sentence per comparison of :func:`control_comparisons`; "" without control rows.
+
+    Each sentence: the two rows, what the difference tests, the paired Δ (A − B) with its 95% CI
+    and the verdict, or why there is none. Generated from the numbers only.
+    """
+    comparisons = control_comparisons(rows)
+    if not comparisons:
+        return ""
+    lines = [CONTROLS_HEADING, "",
+             f"These rows go beyond the paper (marked {BEYOND_PAPER_MARK} in the table). Each line gives the paired "
+             f"difference of {metric} (first row − second row, seed i with seed i), its 95% t confidence interval "
+             f"and the verdict: better if the interval lies above 0, worse if below, no detectable difference if it "
+             f"contains 0.", ""]
+    for a, b, what in comparisons:
+        head = f"- {_row_name(a)} − {_row_name(b)} ({what})"
+        missing = [r for r in (a, b) if not values.get(r)]
+        diff = None if missing else paired_difference(values[a], values[b])
+        if missing:
+            lines.append(f"{head}: no results for {', '.join(missing)}.")
+        elif diff is None:
+            lines.append(f"{head}: the two rows share no seed.")
+        else:
+            lines.append(f"{head}: {describe_diff(diff, metric)} → **{diff.verdict}**.")
+    return "\n".join(lines) + "\n"
+
+
 __all__ = [
+    "CONTROLS_HEADING", "control_comparisons", "control_paragraph",
     "T975_TABLE", "Z975", "VERDICTS", "BETTER", "WORSE", "NO_DIFFERENCE", "NOT_AVAILABLE", "CLAIM_STATUSES",
     "HELD", "NOT_HELD", "NOT_DETECTABLE", "SKIPPED", "t_quantile_975", "mean_std", "verdict", "PairedDiff",
     "paired_ci", "paired_difference", "ClaimSpec", "Claim", "ClaimGroup", "paper_claims", "check_claim",

@@ -24,6 +24,12 @@ Outputs: ``<out>/<name>.md``, ``.csv`` (wide: per metric ours, std, paper, diff;
 paired Δ, its CI, the paired seed count and the verdict), ``.tex`` (booktabs; per method a row for
 ours, the paper and Δ, plus two columns for Δ mAP vs the baseline and the verdict) and
 ``<name>_map.png`` (mAP per row, ours vs paper).
+
+Control rows (issue #13: ``<rule>/shuffled``, ``baseline/iters``, ``<rule>/<source>@λ``) go beyond
+the paper: they have no paper numbers, are marked † (Markdown, and a dagger with a caption
+sentence in LaTeX; a ``beyond_paper`` column in the CSV), get the same paired Δ, CI and verdict,
+and add a "Controls" section after the claims paragraph. With ``@λ`` rows the renderer also draws
+``<name>_lambda.png`` (mAP vs λ, :func:`plot_lambda`).
 """
 from __future__ import annotations
 
@@ -46,12 +52,20 @@ from replication.statistics import (
     Claim,
     ClaimGroup,
     PairedDiff,
+    control_paragraph,
     evaluate_claims,
     mean_std,
     paired_difference,
     verdict_paragraph,
 )
-from replication.vocabulary import BASELINE, TOP3_PREFIX, metric_label, parse_row, row_label
+from replication.vocabulary import (
+    BASELINE,
+    BEYOND_PAPER_MARK,
+    TOP3_PREFIX,
+    metric_label,
+    parse_row_id,
+    row_label,
+)
 
 log = logging.getLogger(__name__)
 FORMATS = ("md", "csv", "tex")
@@ -132,6 +146,12 @@ class TableRow:
     literature: bool
     cells: tuple[Cell, ...]
     delta: PairedDiff | None = None
+    control: bool = False  # a control row of issue #13: beyond the paper, no paper numbers
+
+    @property
+    def shown_label(self) -> str:
+        """The label with :data:`~replication.vocabulary.BEYOND_PAPER_MARK` after a control row's name."""
+        return f"{self.label} {BEYOND_PAPER_MARK}" if self.control else self.label
 
 
 @dataclass(frozen=True)
@@ -147,6 +167,12 @@ class Table:
     rows: tuple[TableRow, ...]
     claims: tuple[Claim, ...] = ()
     claim_group: ClaimGroup | None = None
+    controls: str = ""  # the controls' paragraph (:func:`replication.statistics.control_paragraph`); "" without
+
+    @property
+    def has_controls(self) -> bool:
+        """Whether the table has control rows (issue #13), marked as beyond the paper."""
+        return any(r.control for r in self.rows)
 
     @property
     def has_delta(self) -> bool:
@@ -174,15 +200,17 @@ def build_table(spec: ExperimentSpec, results: Mapping[str, Mapping[int, Mapping
     base = values.get(BASELINE, {})
     for row in spec.rows:
         seeds = results.get(row, {})
+        control = parse_row_id(row).control
         cells = []
         for c in spec.columns:
             vals = [m[c] for m in seeds.values() if c in m]
             mean, std = mean_std(vals) if vals else (None, None)
-            cells.append(Cell(mean, std, paper.get(row, c)))
+            cells.append(Cell(mean, std, None if control else paper.get(row, c)))
         delta = None if row == BASELINE else paired_difference(values.get(row, {}), base)
-        rows.append(TableRow(row, row_label(row), len(seeds), False, tuple(cells), delta))
+        rows.append(TableRow(row, row_label(row), len(seeds), False, tuple(cells), delta, control))
     claims, group = evaluate_claims(values, spec.rows)
-    return Table(spec, paper, tuple(rows), claims, group)
+    controls = control_paragraph(values, spec.rows, DELTA_METRIC) if DELTA_METRIC in spec.columns else ""
+    return Table(spec, paper, tuple(rows), claims, group, controls)
 
 
 # ------------------------------------------------------------------------------------ formatting
@@ -245,16 +273,32 @@ def _legend(table: Table) -> list[str]:
         f"Metric convention `{spec.metrics.convention}`; Top-3 columns count as positive "
         f"{TOP3_TEXT[spec.metrics.top3]} (`{spec.metrics.top3}`).",
     ]
+    if table.has_controls:
+        lines.append(CONTROL_NOTE)
     if spec.paper.note:
         lines.append(f"**Note:** {spec.paper.note}")
     return lines
 
 
+#: The legend line of a table with control rows (Markdown; the CSV has a ``beyond_paper`` column, the LaTeX a footnote).
+CONTROL_NOTE = (
+    f"{BEYOND_PAPER_MARK} Beyond the paper: control rows (issue #13) with no paper numbers. *block-shuffled real*: "
+    f"real training canvases with their 4 × 4 blocks permuted, in place of a GAN's images; *iteration-matched*: "
+    f"real images only, trained for as many iterations as a row with generated images; *λ*: the weight of the "
+    f"generated images in the loss (1 in the paper's rows)."
+)
+
+
 def format_verdict(table: Table) -> str:
-    """The plain-language paragraph on the paper's claims (Markdown), from the table's paired mAP results."""
+    """The plain-language paragraph on the paper's claims (Markdown), from the table's paired mAP results.
+
+    With control rows it is followed by their section, one sentence per comparison
+    (:func:`replication.statistics.control_paragraph`).
+    """
     if table.claim_group is None:
         return ""
-    return verdict_paragraph(table.claims, table.claim_group, DELTA_METRIC)
+    text = verdict_paragraph(table.claims, table.claim_group, DELTA_METRIC)
+    return f"{text}\n{table.controls}" if table.controls else text
 
 
 def format_markdown(table: Table, *, verdict: bool = True) -> str:
@@ -290,7 +334,7 @@ def format_markdown(table: Table, *, verdict: bool = True) -> str:
             if table.has_delta and c == DELTA_METRIC:
                 cells += [delta_text(r) or DASH, verdict_text(r) or DASH]
         seeds = DASH if r.literature else str(r.seeds)
-        out.append(f"| {r.label} | {seeds} | " + " | ".join(cells) + " |")
+        out.append(f"| {r.shown_label} | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
 
@@ -298,19 +342,24 @@ def format_csv(table: Table) -> str:
     """The table as wide CSV: ``method,generator,seeds`` then per metric ``<m>,<m>:std,<m>:paper,<m>:diff``.
 
     After the mAP group: ``mAP:delta,mAP:delta_low,mAP:delta_high`` (paired Δ vs the baseline and
-    its 95% CI, two decimals), ``mAP:paired_seeds`` and ``mAP:verdict``.
+    its 95% CI, two decimals), ``mAP:paired_seeds`` and ``mAP:verdict``. A table with control rows
+    (issue #13) has two more columns after ``seeds``: ``row`` (the row id, e.g. ``spl/dcgan@0.3``;
+    ``generator`` holds the image source ``dcgan``) and ``beyond_paper`` (``yes`` for a control row).
     """
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    header = ["method", "generator", "seeds"]
+    controls = table.has_controls
+    header = ["method", "generator", "seeds"] + (["row", "beyond_paper"] if controls else [])
     for c in table.spec.columns:
         header += [c, f"{c}:std", f"{c}:paper", f"{c}:diff"]
         if table.has_delta and c == DELTA_METRIC:
             header += [f"{c}:delta", f"{c}:delta_low", f"{c}:delta_high", f"{c}:paired_seeds", f"{c}:verdict"]
     w.writerow(header)
     for r in table.rows:
-        method, gen = (r.row, None) if r.literature else parse_row(r.row)
+        method, gen = (r.row, None) if r.literature else parse_row_id(r.row)[:2]
         line = [method, gen or "", "" if r.literature else str(r.seeds)]
+        if controls:
+            line += ["" if r.literature else r.row, "yes" if r.control else ""]
         for c, cell in zip(table.spec.columns, r.cells, strict=True):
             line += [_num(cell.ours), "" if cell.std is None else f"{cell.std:.1f}", _num(cell.paper),
                      _num(cell.diff, signed=True)]
@@ -326,7 +375,8 @@ def format_csv(table: Table) -> str:
 
 def _tex_escape(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                 ("−", "$-$"), ("∩", r"$\cap$"), ("×", r"$\times$"), ("—", "---"), ("–", "--")):
+                 ("−", "$-$"), ("∩", r"$\cap$"), ("×", r"$\times$"), ("—", "---"), ("–", "--"),
+                 ("λ", r"$\lambda$")):
         text = text.replace(a, b)
     return text
 
@@ -356,7 +406,8 @@ def format_latex(table: Table) -> str:
         f"\\caption{{{_tex_escape(spec.title)}. Ours ({_tex_escape(spec.dataset.source)}, mean"
         f"$\\pm$std over seeds) vs.\\ the paper ({_tex_escape(spec.paper.caption)}); "
         f"$\\Delta$ = ours $-$ paper, in \\%.{delta_caption}"
-        f"{(' ' + _tex_escape(spec.paper.note)) if spec.paper.note else ''}}}",
+        f"{(' ' + _tex_escape(spec.paper.note)) if spec.paper.note else ''}"
+        f"{(' ' + TEX_CONTROL_NOTE) if table.has_controls else ''}}}",
         f"\\label{{tab:{spec.name}}}",
         "\\begin{tabular}{ll" + "r" * len(cols) + "rl" * (extra // 2) + "}",
         "\\toprule",
@@ -382,7 +433,7 @@ def format_latex(table: Table) -> str:
     for i, r in enumerate(table.rows):
         if i:
             lines.append("\\addlinespace")
-        label = _tex_escape(r.label)
+        label = _tex_escape(r.label) + ("$^\\dagger$" if r.control else "")
         if not r.literature:
             ours = [
                 "--" if c.ours is None
@@ -401,6 +452,12 @@ def format_latex(table: Table) -> str:
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table*}"]
     return "\n".join(lines) + "\n"
 
+
+#: The caption sentence of a LaTeX table with control rows.
+TEX_CONTROL_NOTE = (
+    "Rows marked $^\\dagger$ go beyond the paper (controls, no paper numbers): block-shuffled real canvases in "
+    "place of a GAN's images, an iteration-matched real-only baseline, and generated-image weights $\\lambda < 1$."
+)
 
 FORMATTERS = {"md": format_markdown, "csv": format_csv, "tex": format_latex}
 
@@ -438,6 +495,51 @@ def plot_map(table: Table, path: str | Path) -> Path:
     return out
 
 
+def lambda_series(table: Table) -> tuple[dict[str, tuple[list[float], list[float], list[float]]],
+                                          tuple[float, float] | None]:
+    """The λ-sensitivity data of a table: ``{rule × source label: (λs, mAP means, mAP stds)}`` and the baseline.
+
+    One series per rule × image source that has at least one ``@λ`` row; its plain row (if it has
+    results) is the point λ = 1. Errors are the sample std over seeds (0 with one seed). The
+    baseline is ``(mean, std)`` of its mAP, or None. Empty without ``@λ`` rows or an mAP column.
+    """
+    if DELTA_METRIC not in table.spec.columns:
+        return {}, None
+    j = table.spec.columns.index(DELTA_METRIC)
+    points: dict[tuple[str, str], dict[float, Cell]] = {}
+    weighted: set[tuple[str, str]] = set()
+    baseline = None
+    for r in table.rows:
+        if r.literature:
+            continue
+        rid = parse_row_id(r.row)
+        cell = r.cells[j]
+        if r.row == BASELINE and cell.ours is not None:
+            baseline = (cell.ours, cell.std or 0.0)
+        if rid.source is None or cell.ours is None:
+            continue
+        if rid.weight is not None:
+            weighted.add((rid.method, rid.source))
+        points.setdefault((rid.method, rid.source), {})[1.0 if rid.weight is None else rid.weight] = cell
+    series = {}
+    for key in sorted(weighted, key=lambda k: (k[1], k[0])):
+        lams = sorted(points[key])
+        series[row_label(f"{key[0]}/{key[1]}")] = (
+            lams, [points[key][x].ours for x in lams], [points[key][x].std or 0.0 for x in lams])
+    return series, baseline
+
+
+def plot_lambda(table: Table, path: str | Path) -> Path | None:
+    """``<name>_lambda.png``: mAP vs λ per rule × source with the baseline as a band; None without ``@λ`` rows."""
+    series, baseline = lambda_series(table)
+    if not series:
+        return None
+    from replication.plots import plot_lambda_sensitivity  # loads Matplotlib: only when the figure is drawn
+
+    return plot_lambda_sensitivity(series, path, baseline=baseline,
+                                   title=f"{table.spec.title}: generated-image weight λ (beyond the paper)")
+
+
 def load_table(spec: ExperimentSpec, runs: str | Path = "runs") -> Table:
     """The :class:`Table` of ``spec``: the paper's numbers and our finished results under ``runs``.
 
@@ -466,6 +568,9 @@ def write_table(table: Table, out_dir: str | Path = "tables/out", formats: Itera
         written[f] = path
     if plot and "mAP" in table.spec.columns:
         written["png"] = plot_map(table, out_dir / f"{table.spec.name}_map.png")
+        lam = plot_lambda(table, out_dir / f"{table.spec.name}_lambda.png")
+        if lam is not None:
+            written["lambda"] = lam
     return written
 
 
@@ -478,5 +583,6 @@ def render_spec(spec: ExperimentSpec, runs: str | Path = "runs", out_dir: str | 
 __all__ = [
     "PaperTable", "Cell", "TableRow", "Table", "read_paper_table", "collect_results", "metric_by_seed",
     "build_table", "delta_text", "verdict_text", "format_verdict", "format_markdown", "format_csv", "format_latex",
-    "plot_map", "load_table", "write_table", "render_spec", "FORMATS", "DELTA_METRIC", "REFERENCE",
+    "plot_map", "lambda_series", "plot_lambda", "CONTROL_NOTE", "load_table", "write_table", "render_spec",
+    "FORMATS", "DELTA_METRIC", "REFERENCE",
 ]

@@ -6,6 +6,8 @@ any module may import it. ``gan_tf_port`` (which never imports :mod:`replication
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 # -- labeling (the paper, Section 3: random, pseudo and smooth labeling, and SPL) ------------------
 RULES = ("random", "pseudo", "smooth", "spl")
 #: Rules that need no classifier scores of the generated images.
@@ -46,20 +48,96 @@ DIGIT_DATASETS = ("digits-mosaic",)
 BAD_IMAGE_POLICIES = ("stop", "skip")
 
 
+# -- control rows (issue #13; beyond the paper, never in the paper's CSV) ---------------------------
+#: Sources of "generated" images that no GAN made. ``shuffled``: real training canvases cut into a
+#: grid of :data:`SHUFFLE_GRID` × :data:`SHUFFLE_GRID` blocks whose places are permuted
+#: (:mod:`replication.data.outliers`; docs/decisions.md, "Controls (issue #13)").
+OUTLIER_SOURCES = ("shuffled",)
+SHUFFLE_GRID = 4
+#: Everything a ``<rule>/<source>`` row may name: the paper's GANs, then the non-GAN outliers.
+IMAGE_SOURCES = GENERATORS + OUTLIER_SOURCES
+SOURCE_LABELS = {**GEN_LABELS, "shuffled": "block-shuffled real"}
+#: The iteration-matched baseline: real images only, as many iterations as a row with generated images.
+BASELINE_ITERS = "baseline/iters"
+#: ``<rule>/<source>@<λ>``: the row trained with generated-image weight λ (``data.generated_weight``).
+WEIGHT_SEP = "@"
+#: The λ of the sensitivity study (λ = 1 is the plain row, written without ``@``).
+LAMBDA_VALUES = (0.1, 0.3, 1.0)
+#: How the tables mark a row that goes beyond the paper.
+BEYOND_PAPER_MARK = "†"
+
+
 def parse_row(row: str) -> tuple[str, str | None]:
-    """Split a row id into ``(method, generator)``: ``"baseline"`` → ``("baseline", None)``."""
+    """Split a row id into ``(method, generator)``: ``"baseline"`` → ``("baseline", None)``.
+
+    A plain split at the first "/" (the paper's CSV keys); control rows keep their suffix
+    (``"spl/dcgan@0.3"`` → ``("spl", "dcgan@0.3")``), so they never match a paper row.
+    :func:`parse_row_id` gives their parts.
+    """
     if row == BASELINE:
         return BASELINE, None
     method, _, gen = row.partition("/")
     return method, gen
 
 
+class RowId(NamedTuple):
+    """A row id's parts: ``"spl/dcgan@0.3"`` → method ``spl``, source ``dcgan``, weight 0.3.
+
+    ``source`` is None for the two baselines; ``weight`` is None for a plain row (the train
+    preset's λ); ``matched`` marks :data:`BASELINE_ITERS`.
+    """
+
+    method: str
+    source: str | None = None
+    weight: float | None = None
+    matched: bool = False
+
+    @property
+    def control(self) -> bool:
+        """Whether the row goes beyond the paper (a control of issue #13)."""
+        return self.matched or self.weight is not None or self.source in OUTLIER_SOURCES
+
+
+def parse_row_id(row: str) -> RowId:
+    """The parts of a row id; ValueError (one line, without the spec's name) on a malformed or unknown one.
+
+    Rows: ``baseline``, ``baseline/iters``, ``<rule>/<source>`` and ``<rule>/<source>@<λ>`` with
+    rule in :data:`RULES`, source in :data:`IMAGE_SOURCES` and 0 < λ < 1 written as ``f"{λ:g}"``
+    (``@0.3``, not ``@.3`` or ``@0.30``; λ = 1 is the plain row).
+    """
+    if row == BASELINE:
+        return RowId(BASELINE)
+    if row == BASELINE_ITERS:
+        return RowId(BASELINE, matched=True)
+    body, sep, lam = row.partition(WEIGHT_SEP)
+    method, slash, source = body.partition("/")
+    if not slash or method not in RULES or source not in IMAGE_SOURCES:
+        raise ValueError(
+            f"unknown row {row!r} (expected '{BASELINE}', '{BASELINE_ITERS}' or '<rule>/<source>[{WEIGHT_SEP}λ]' "
+            f"with rule in {', '.join(RULES)} and source in {', '.join(IMAGE_SOURCES)})")
+    if not sep:
+        return RowId(method, source)
+    try:
+        weight = float(lam)
+    except ValueError:
+        weight = float("nan")
+    if not 0 < weight < 1 or f"{weight:g}" != lam:
+        raise ValueError(f"row {row!r}: the generated-image weight after '{WEIGHT_SEP}' must be a number in (0, 1) "
+                         f"written plainly, e.g. '{body}{WEIGHT_SEP}0.3' (λ = 1 is the plain row '{body}')")
+    return RowId(method, source, weight)
+
+
 def row_label(row: str) -> str:
-    """The paper's name of a row, e.g. ``"spl/dcgan"`` → ``"Our SPL (DCGAN)"``."""
-    method, gen = parse_row(row)
-    if gen is None:
-        return "Baseline"
-    return f"{ROW_LABELS[method]} ({GEN_LABELS[gen]})"
+    """The paper's name of a row, e.g. ``"spl/dcgan"`` → ``"Our SPL (DCGAN)"``.
+
+    Control rows: ``"Baseline, iteration-matched"``, ``"Smooth labeling (block-shuffled real)"``,
+    ``"Our SPL (DCGAN), λ = 0.3"`` (without the :data:`BEYOND_PAPER_MARK`, which the tables add).
+    """
+    rid = parse_row_id(row)
+    if rid.source is None:
+        return "Baseline, iteration-matched" if rid.matched else "Baseline"
+    label = f"{ROW_LABELS[rid.method]} ({SOURCE_LABELS[rid.source]})"
+    return label if rid.weight is None else f"{label}, λ = {rid.weight:g}"
 
 
 def metric_label(key: str) -> str:

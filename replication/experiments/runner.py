@@ -11,6 +11,13 @@ For a spec with rows R and generators G the plan is::
                         metrics(row, i) ← train(row, i), shards(test)
     per g: gallery(g) ← samples(g), labels(spl, g), labels(smooth, g)
 
+Control rows (issue #13; docs/experiments.md#control-rows) reuse this chain: the source
+``shuffled`` takes the place of a GAN, its ``samples(shuffled) ← shards(train)`` being M
+block-shuffled real canvases (no ``gan`` step); ``rule/g@λ`` is ``rule/g``'s chain with
+``data.generated_weight = λ`` in its trainings (same samples and label file); ``baseline/iters``
+is a real-only training per seed whose schedule is stretched to the iterations of a row with M
+generated images. A spec without control rows plans exactly the steps above.
+
 With a ``pretrain`` section (issue #13; docs/experiments.md#pretraining) three steps come first::
 
     shards(pretrain train), shards(pretrain test)          # e.g. single-digit canvases
@@ -44,7 +51,7 @@ from replication.errors import ConfigError
 from replication.experiments import stepfns as F
 from replication.experiments.spec import PRETRAIN_SOURCES, ExperimentSpec, PresetSpec
 from replication.experiments.steps import Step, StepRecord, execute, toposort
-from replication.vocabulary import BASELINE, NEEDS_SCORES, parse_row
+from replication.vocabulary import BASELINE, GENERATORS, NEEDS_SCORES, SHUFFLE_GRID, parse_row_id
 
 log = logging.getLogger(__name__)
 
@@ -130,19 +137,48 @@ class _Planner:
                     F.train_fn(self.pretrain_cfg, pre.seed), {"train": steps["train"], "test": steps["test"]},
                     label=f"pretrain on {pre.source}")
 
-    def training(self, row: str, seed: int, gen: Step | None = None, labels: Step | None = None) -> Step:
-        """One classifier training: real images, plus generated images and their labels for a GAN row."""
-        cfg = F.train_hash_config(self.train_base, seed)
+    def training(self, row: str, seed: int, gen: Step | None = None, labels: Step | None = None, *,
+                 weight: float | None = None, matched: bool = False) -> Step:
+        """One classifier training: real images, plus generated images and their labels for a GAN row.
+
+        ``weight``: the λ of a ``@λ`` row (``data.generated_weight``); ``matched``: the iteration-matched
+        baseline, whose hashed config also holds the sampling numbers that fix M (its schedule is
+        computed from N and M when it runs: :func:`~replication.experiments.stepfns.matched_schedule`).
+        """
+        base = F.with_generated_weight(self.train_base, weight)
+        cfg = F.train_hash_config(base, seed)
+        match = None
+        if matched:
+            sm = self.spec.sampling
+            match = {"gen_ratio": sm.gen_ratio, "count": sm.count}
+            cfg["match_iterations"] = match
         inputs = {"train": self.train_shards, "test": self.test_shards}
         if self.pretrain is not None:
             inputs["pretrain"] = self.pretrain
         if gen is not None and labels is not None:
             inputs.update(generated=gen, labels=labels)
-        return Step("train", self.group, cfg, F.train_fn(self.train_base, seed), inputs,
+        return Step("train", self.group, cfg, F.train_fn(base, seed, match), inputs,
                     label=f"train {row} seed {seed}")
 
+    def source(self, g: str) -> None:
+        """Image source ``g``: a GAN (:meth:`generator`) or the block-shuffled real canvases; then the
+        baseline's scores on its images if a pseudo or SPL row uses them."""
+        sm = self.spec.sampling
+        if g in GENERATORS:
+            self.generator(g)
+        else:
+            s_cfg = {"source": g, "grid": SHUFFLE_GRID, "gen_ratio": sm.gen_ratio, "count": sm.count, "seed": sm.seed}
+            self.samples[g] = self.named[f"samples/{g}"] = Step(
+                "samples", self.group, s_cfg, F.shuffled_fn(s_cfg), {"train": self.train_shards},
+                label=f"samples {g} (block-shuffled real canvases)")
+        if any(parse_row_id(r)[:2] in ((rule, g) for rule in NEEDS_SCORES) for r in self.spec.rows):
+            self.scores[g] = self.named[f"predict/{g}"] = Step(
+                "predict", self.group, {"what": "baseline scores of generated images"},
+                F.predict_fn(self.spec.predict_batch), {"model": self.baseline0, "data": self.samples[g]},
+                label=f"baseline scores on {g} samples")
+
     def generator(self, g: str) -> None:
-        """GAN ``g``, its samples and, if a pseudo or SPL row uses them, the baseline's scores on them."""
+        """GAN ``g`` and its samples."""
         spec = self.spec
         gan_cfg = F.resolve_gan(g, _preset_source(spec.gan[g], spec), spec.gan[g].overrides, spec.path)
         gan = self.named[f"gan/{g}"] = Step("gan", self.group, F.gan_hash_config(gan_cfg), F.gan_fn(gan_cfg),
@@ -152,11 +188,6 @@ class _Planner:
         self.samples[g] = self.named[f"samples/{g}"] = Step(
             "samples", self.group, s_cfg, F.samples_fn(s_cfg, sm.batch), {"gan": gan, "train": self.train_shards},
             label=f"samples {g}")
-        if any(parse_row(r) in ((rule, g) for rule in NEEDS_SCORES) for r in spec.rows):
-            self.scores[g] = self.named[f"predict/{g}"] = Step(
-                "predict", self.group, {"what": "baseline scores of generated images"},
-                F.predict_fn(spec.predict_batch), {"model": self.baseline0, "data": self.samples[g]},
-                label=f"baseline scores on {g} samples")
 
     def label_file(self, rule: str, g: str) -> None:
         """The label file of ``rule`` for the samples of ``g``."""
@@ -171,14 +202,17 @@ class _Planner:
 
     def row(self, plan: Plan, row: str, seeds: int, only: Sequence[str]) -> None:
         """The trainings and metrics of one row for every seed."""
-        rule, g = parse_row(row)
+        rid = parse_row_id(row)
         m_base = {"table": self.spec.name, "fingerprint": self.spec.fingerprint(),
                   "convention": self.spec.metrics.convention, "top3": self.spec.metrics.top3}
         for seed in range(seeds):
-            if g is None:
+            if rid.matched:
+                t = self.training(row, seed, matched=True)
+            elif rid.source is None:
                 t = self.baseline0 if seed == 0 else self.training(row, seed)
             else:
-                t = self.training(row, seed, self.samples[g], self.labels[(rule, g)])
+                t = self.training(row, seed, self.samples[rid.source], self.labels[(rid.method, rid.source)],
+                                  weight=rid.weight)
             m_cfg = {**m_base, "row": row, "seed": seed}
             m = Step("metrics", self.group, m_cfg, F.metrics_fn(m_cfg), {"model": t, "test": self.test_shards},
                      label=f"metrics {row} seed {seed}")
@@ -212,19 +246,28 @@ def plan_experiment(spec: ExperimentSpec, *, data_root: str | Path | None = None
         if r not in spec.rows:
             raise ConfigError(f"{spec.path}: --only {r!r} is not a row of this spec ({', '.join(spec.rows)})")
     planner = _Planner(spec, _check_data_root(spec, Path(data_root) if data_root is not None else None))
-    for g in spec.generators:
-        planner.generator(g)
+    _check_weights(spec, planner.train_base.data.generated_weight)
+    for g in spec.sources:
+        planner.source(g)
     for row in spec.rows:
-        rule, g = parse_row(row)
-        if g is not None:
-            planner.label_file(rule, g)
+        rid = parse_row_id(row)
+        if rid.source is not None and (rid.method, rid.source) not in planner.labels:
+            planner.label_file(rid.method, rid.source)
     plan = Plan(spec=spec, seeds=seeds, targets=[], named=planner.named)
     for row in spec.rows:
         planner.row(plan, row, seeds, only)
     if not only and spec.gallery > 0:
-        for g in spec.generators:
+        for g in spec.sources:
             planner.gallery(plan, g)
     return plan
+
+
+def _check_weights(spec: ExperimentSpec, preset_weight: float) -> None:
+    """``@λ`` rows need the plain rows at λ = 1 (the λ figure puts them there); ConfigError naming the spec."""
+    weighted = [r for r in spec.rows if parse_row_id(r).weight is not None]
+    if weighted and preset_weight != 1.0:
+        raise ConfigError(f"{spec.path}: rows {', '.join(weighted)} set λ themselves, so the train preset's "
+                          f"data.generated_weight must be 1 (the plain rows are λ = 1), got {preset_weight}")
 
 
 @dataclass

@@ -8,7 +8,10 @@ YAML key, dataset, row, generator, labeling rule, metric column, convention or T
 Rows are ``baseline`` (real data only) or ``<rule>/<generator>`` with rule in
 :data:`~replication.vocabulary.RULES` (random, pseudo, smooth, spl; paper §2.3, Eqs. (1)–(2);
 docs/labeling.md#label-rules) and generator in :data:`~replication.vocabulary.GENERATORS` (dcgan,
-wgan-gp; paper §2.2, §3.2; docs/gan.md). Literature rows (DHC, WARP, CNN-RNN) are never run: they
+wgan-gp; paper §2.2, §3.2; docs/gan.md). Control rows go beyond the paper (issue #13;
+docs/experiments.md#control-rows): ``<rule>/shuffled`` (block-shuffled real canvases instead of a
+GAN's images), ``baseline/iters`` (real images only, iteration-matched) and ``<rule>/<source>@λ``
+(generated-image weight λ). Literature rows (DHC, WARP, CNN-RNN) are never run: they
 are shown from the paper's CSV only, and a spec lists them under ``paper.literature``.
 
 Decisions (docs/experiments.md):
@@ -40,15 +43,15 @@ from replication.errors import ConfigError
 from replication.paper_table import read_paper_table
 from replication.vocabulary import (
     BAD_IMAGE_POLICIES,
-    BASELINE,
     CONVENTIONS,
     DATASETS,
     GENERATORS,
+    IMAGE_SOURCES,
     METRIC_KEYS,
     RULES,
     SPL_INPUTS,
     TOP3_RULES,
-    parse_row,
+    parse_row_id,
 )
 
 T = TypeVar("T")
@@ -161,15 +164,20 @@ class ExperimentSpec:
     path: Path = field(default=Path("<dict>"), compare=False)
 
     @property
+    def sources(self) -> tuple[str, ...]:
+        """Image sources (GANs and non-GAN outliers) used by at least one row, in :data:`IMAGE_SOURCES` order."""
+        used = {parse_row_id(r).source for r in self.rows}
+        return tuple(g for g in IMAGE_SOURCES if g in used)
+
+    @property
     def generators(self) -> tuple[str, ...]:
-        """Generators used by at least one row, in :data:`GENERATORS` order."""
-        used = {parse_row(r)[1] for r in self.rows}
-        return tuple(g for g in GENERATORS if g in used)
+        """GANs used by at least one row, in :data:`GENERATORS` order."""
+        return tuple(g for g in self.sources if g in GENERATORS)
 
     @property
     def rules(self) -> tuple[str, ...]:
         """Labeling rules used by at least one row, in :data:`RULES` order."""
-        used = {parse_row(r)[0] for r in self.rows}
+        used = {parse_row_id(r).method for r in self.rows}
         return tuple(r for r in RULES if r in used)
 
     def fingerprint(self) -> str:
@@ -263,17 +271,13 @@ def _check_choice(value: Any, choices: tuple, where: Path, what: str) -> None:
 
 
 def _check_row(row: Any, where: Path) -> None:
+    """A row id :func:`~replication.vocabulary.parse_row_id` accepts (control rows included); else ConfigError."""
     if not isinstance(row, str):
         raise _err(where, f"row {row!r} must be a string")
-    method, gen = parse_row(row)
-    if method == BASELINE:
-        return
-    if method not in RULES or gen not in GENERATORS:
-        raise _err(
-            where,
-            f"unknown row {row!r} (expected 'baseline' or '<rule>/<generator>' with rule in "
-            f"{', '.join(RULES)} and generator in {', '.join(GENERATORS)})",
-        )
+    try:
+        parse_row_id(row)
+    except ValueError as e:
+        raise _err(where, str(e)) from None
 
 
 TOP_KEYS = (
@@ -339,8 +343,8 @@ def spec_from_dict(raw: Any, where: str | Path = "<dict>") -> ExperimentSpec:
         _check_choice(g, GENERATORS, where, "generator in gan")
     gan = {g: _preset(v, where, f"gan.{g}") for g, v in gan_raw.items()}
     for r in rows:
-        gen = parse_row(r)[1]
-        if gen is not None and gen not in gan:
+        gen = parse_row_id(r).source
+        if gen in GENERATORS and gen not in gan:
             raise _err(where, f"row {r!r} needs a 'gan.{gen}' preset")
 
     train = _preset(raw["train"], where, "train")

@@ -5,7 +5,8 @@ Every step function has the signature ``fn(out, inputs, resume)`` of
 directories. Outputs inside a run directory:
 
 * ``shards-*/data/`` and ``samples-*/data/`` — shard sets (a subfolder, since a shard writer
-  owns its folder);
+  owns its folder); a ``samples`` step of the non-GAN source ``shuffled`` writes block-shuffled
+  real canvases (:func:`shuffled_fn`) instead of a GAN's samples;
 * ``gan-*/run/`` — what :func:`replication.gan.run.train_gan` writes (config, checkpoint, sample grids);
 * ``predict-*/preds.npz``, ``labels-*/labels.h5``;
 * ``train-*/`` and ``pretrain-*/`` — :func:`replication.train.train`'s outputs (``model.pt``,
@@ -30,7 +31,8 @@ import numpy as np
 
 from replication import config as C
 from replication.data.build import build_shards
-from replication.data.shards import ShardSet
+from replication.data.outliers import block_shuffle, source_order
+from replication.data.shards import SOURCE_GENERATED, ShardSet, ShardWriter
 from replication.errors import ConfigError, ShardError
 from replication.experiments.steps import StepFn, clear_partial
 from replication.gallery import draw_gallery
@@ -107,10 +109,40 @@ def finetune_config(cfg: TrainConfig, pretrain: TrainConfig, where: Path) -> Tra
     return dataclasses.replace(cfg, pretrained=PRETRAINED_FROM_STEP, pretrained_head="new")
 
 
-def train_fn(cfg: TrainConfig, seed: int) -> StepFn:
+def with_generated_weight(cfg: TrainConfig, weight: float | None) -> TrainConfig:
+    """``cfg`` with ``data.generated_weight = weight`` (a ``@λ`` row); ``cfg`` itself when ``weight`` is None."""
+    if weight is None:
+        return cfg
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, generated_weight=float(weight)))
+
+
+def matched_schedule(epochs: int, milestones: Sequence[int], max_iters: int | None, *, n_real: int,
+                     n_generated: int, batch_size: int) -> tuple[int, list[int], int]:
+    """The schedule of the iteration-matched baseline: ``(epochs, milestones, max_iters)`` on real images only.
+
+    A row with M generated images runs ``T = epochs · ⌊(N + M) / B⌋`` iterations (full batches per
+    epoch, :class:`~replication.training.sampler.EpochBatchSampler`; fewer if ``max_iters`` stops it
+    first). On the N real images alone an epoch has ``b = ⌊N / B⌋`` batches, so the matched run gets
+    ``⌈T / b⌉`` epochs and ``max_iters = T`` (it stops inside its last epoch at exactly T). The LR
+    schedule keeps its shape in iterations: a milestone at epoch m of the generated row (iteration
+    ``m · ⌊(N + M) / B⌋``) moves to the nearest epoch boundary of the real-only run,
+    ``round(m · ⌊(N + M) / B⌋ / b)``. docs/decisions.md, "Controls (issue #13)".
+    """
+    per_gen, per_real = (n_real + n_generated) // batch_size, n_real // batch_size
+    if per_real < 1:
+        raise ConfigError(f"batch size {batch_size} is more than the {n_real} real training images")
+    total = epochs * per_gen if max_iters is None else min(max_iters, epochs * per_gen)
+    scaled = [int(round(m * per_gen / per_real)) for m in milestones]
+    return -(-total // per_real), scaled, total
+
+
+def train_fn(cfg: TrainConfig, seed: int, match: Mapping[str, Any] | None = None) -> StepFn:
     """Train the classifier with ``seed`` on ``inputs['train']`` (+ generated images and their labels).
 
     With a ``pretrain`` input it starts from that run's ``model.pt`` (:func:`finetune_config`).
+    ``match`` (the sampling config: ``gen_ratio``, ``count``) makes it the iteration-matched
+    baseline: real images only, as many iterations as a row with M = :func:`sample_count` generated
+    images (:func:`matched_schedule`, computed from the training shards when the step runs).
     """
 
     def fn(out: Path, inputs: Mapping[str, Path], resume: bool) -> None:
@@ -118,6 +150,12 @@ def train_fn(cfg: TrainConfig, seed: int) -> StepFn:
         if "generated" in inputs:
             data.update(generated=str(inputs["generated"] / DATA), label_file=str(inputs["labels"] / LABELS))
         run_cfg = dataclasses.replace(cfg, seed=seed, data=dataclasses.replace(cfg.data, **data))
+        if match is not None:
+            n_real = len(ShardSet(inputs["train"] / DATA))
+            epochs, milestones, max_iters = matched_schedule(
+                cfg.epochs, cfg.milestones, cfg.max_iters, n_real=n_real, n_generated=sample_count(match, n_real),
+                batch_size=cfg.batch_size)
+            run_cfg = dataclasses.replace(run_cfg, epochs=epochs, milestones=milestones, max_iters=max_iters)
         if "pretrain" in inputs:
             run_cfg = dataclasses.replace(run_cfg, pretrained=str(inputs["pretrain"] / MODEL))
         unfinished = (out / "checkpoint.pt").is_file() and not (out / "model.pt").is_file()
@@ -189,6 +227,32 @@ def samples_fn(cfg: Mapping[str, Any], batch: int) -> StepFn:
         n = sample_count(cfg, len(ShardSet(inputs["train"] / DATA)))
         clear_partial(out)
         sample_gan(inputs["gan"] / GAN_RUN, n, out / DATA, seed=cfg["seed"], batch=batch)
+
+    return fn
+
+
+def shuffled_fn(cfg: Mapping[str, Any]) -> StepFn:
+    """Write M block-shuffled real canvases of ``inputs['train']`` into ``out/data``, like ``spl gan sample``.
+
+    The non-GAN outliers of the control rows (issue #13; :mod:`replication.data.outliers`): M =
+    :func:`sample_count`, canvas ``i`` is real image ``source_order(N, M, seed)[i]`` with its
+    ``grid × grid`` blocks permuted by a generator seeded with ``(seed, i)``. The shard set is
+    PNG-encoded and unlabeled, every record ``source = generated``, with the training set's classes.
+    """
+
+    def fn(out: Path, inputs: Mapping[str, Path], resume: bool) -> None:
+        clear_partial(out)
+        real = ShardSet(inputs["train"] / DATA)
+        n = sample_count(cfg, len(real))
+        grid, seed = cfg["grid"], cfg["seed"]
+        with ShardWriter(out / DATA, dataset=real.dataset, split="generated-shuffled", class_names=real.class_names,
+                         encoding="png", label_kind="none", extra={"outliers": dict(cfg), "source_records": len(real)}
+                         ) as w:
+            for i, j in enumerate(source_order(len(real), n, seed)):
+                image = block_shuffle(real[int(j)].image, grid, (seed, i))
+                w.add(np.ascontiguousarray(image), label=None, key=f"shuffled-s{seed}-{i:07d}",
+                      source=SOURCE_GENERATED)
+        real.close()
 
     return fn
 

@@ -18,6 +18,7 @@ import math
 import pickle
 import random
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -118,9 +119,15 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return ck
 
 
-def save_model(path: Path, model: nn.Module, *, name: str, class_names: list[str], config: dict) -> None:
-    """Atomically write the final model: ``{format, model, num_classes, class_names, state_dict, config}``."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+def save_model(path: Path, model: nn.Module | Mapping[str, torch.Tensor], *, name: str, class_names: list[str],
+               config: dict) -> None:
+    """Atomically write the final model: ``{format, model, num_classes, class_names, state_dict, config}``.
+
+    ``model`` is the module or its state dict (the trainer passes the plain model's keys,
+    :func:`replication.models.domain_bn.plain_state_dict`).
+    """
+    items = model.state_dict() if isinstance(model, nn.Module) else model
+    state = {k: v.detach().cpu() for k, v in items.items()}
     atomic_torch_save(
         {
             "format": MODEL_FORMAT,

@@ -25,6 +25,7 @@ Layout (docs/classifier.md#recipe as defaults; ``replication/presets/*.yaml`` ho
     convention: srn, top3: both, log_every: 10, progress: true, num_threads: null (torch's default)
     kernel_backend: auto, compile: false, sync_bn: false
     freeze_bn: false                 # BatchNorm layers in eval mode while training (running stats kept)
+    bn_generated: shared             # | real-stats | separate: BN statistics of generated images (issue #13, 3b)
 
 Overrides are ``key=value`` strings with dotted keys for the ``data`` section
 (``epochs=3``, ``data.train=/path``); values are parsed as YAML scalars/lists.
@@ -41,7 +42,7 @@ transforms; ``null`` means "what the pretrained weights expect" (the ``input_nor
 fills it in before a run starts, so ``config.yaml`` records the value used. An unset (``null``) value
 is left out of :meth:`TrainConfig.to_dict`, so the run-directory hashes of configs that never set it
 are those from before the key existed. The same holds for the keys of issue #13 at their defaults,
-``pretrained_head: auto`` and ``freeze_bn: false`` (:data:`OMITTED_AT_DEFAULT`).
+``pretrained_head: auto``, ``freeze_bn: false`` and ``bn_generated: shared`` (:data:`OMITTED_AT_DEFAULT`).
 
 ``pretrained_head`` (docs/classifier.md#pretrained-weights): ``auto`` loads the file's classifier
 when its shape fits the model (a new C-way FC otherwise); ``new`` always leaves the classifier at its
@@ -49,6 +50,14 @@ fresh initialisation — for fine-tuning from a run of another task with the sam
 single-digit pretraining of docs/decisions.md, "Pretraining on the embedded data"), whose head
 is not the target's FC. ``freeze_bn`` puts every BatchNorm layer in eval mode during training: it
 normalises with, and keeps, its running statistics; its affine parameters still train.
+
+``bn_generated`` (docs/classifier.md#batch-norm-and-generated-images): ``shared`` is plain BatchNorm (real and
+generated images normalised together); ``real-stats`` takes every BatchNorm layer's batch and running
+statistics from the real images of the batch only; ``separate`` gives generated images their own BatchNorm
+copy. Both convert the model's layers (:mod:`replication.models.domain_bn`); evaluation uses the real
+statistics. They cannot be combined with ``freeze_bn`` (eval-mode BN has no batch statistics to choose),
+``sync_bn`` (SyncBatchNorm would replace the converted layers) or ``compile`` (the per-batch split of rows
+is Python state that would recompile the graph).
 """
 from __future__ import annotations
 
@@ -61,6 +70,7 @@ import yaml
 
 from replication import config as C
 from replication.errors import ConfigError
+from replication.models.domain_bn import BN_GENERATED_MODES, SHARED
 from replication.models.pretrained import expected_input_norm
 from replication.vocabulary import CONVENTIONS, INPUT_NORMS, TOP3_CHOICES
 
@@ -75,10 +85,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "top3": TOP3_CHOICES,
     "kernel_backend": ("auto", "torch", "numba", "numba-cuda", "cupy"),
     "pretrained_head": ("auto", "new"),
+    "bn_generated": BN_GENERATED_MODES,
 }
 
 #: Top-level keys left out of :meth:`TrainConfig.to_dict` (and so of every hash) while at these values.
-OMITTED_AT_DEFAULT: dict[str, Any] = {"pretrained_head": "auto", "freeze_bn": False}
+OMITTED_AT_DEFAULT: dict[str, Any] = {"pretrained_head": "auto", "freeze_bn": False, "bn_generated": SHARED}
 
 #: What an unset ``data.input_norm`` means without pretrained weights that say otherwise (SRN's Caffe).
 DEFAULT_INPUT_NORM = "caffe"
@@ -134,6 +145,7 @@ class TrainConfig:
     compile: bool = False
     sync_bn: bool = False
     freeze_bn: bool = False
+    bn_generated: str = SHARED
     checkpoint_every_iters: int = field(default=0, metadata=_RUNTIME)
     max_iters: int | None = field(default=None, metadata={C.RESUMABLE: True})
     eval_every_epochs: int = 1
@@ -194,6 +206,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                           f"{', '.join(INPUT_NORMS)} or null (the pretrained weights' own)")
     if (cfg.data.generated is None) != (cfg.data.label_file is None):
         raise ConfigError("config keys 'data.generated' and 'data.label_file' must be given together")
+    if cfg.bn_generated != SHARED:
+        for key in ("freeze_bn", "sync_bn", "compile"):
+            if getattr(cfg, key):
+                raise ConfigError(f"config keys 'bn_generated' ({cfg.bn_generated}) and {key!r} cannot be combined "
+                                  "(docs/classifier.md#batch-norm-and-generated-images)")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
         raise ConfigError(f"config key 'device': {cfg.device!r} is not auto, cpu, cuda or cuda:N")
     return cfg

@@ -17,6 +17,15 @@ Decisions recorded here and in docs/classifier.md:
   (:func:`set_train_mode`), so it normalises with its running statistics and never updates them;
   its affine weight and bias still get gradients. The evaluation switches the whole model to eval
   mode as always, and the next epoch's :func:`set_train_mode` re-applies the freeze.
+* ``bn_generated`` (``real-stats`` | ``separate``; :mod:`replication.models.domain_bn`): after the
+  pretrained weights are loaded, every BatchNorm2d becomes a :class:`DomainBatchNorm2d`; each step's
+  forward runs inside :func:`domain_rows` with the batch's real/generated split (from the CPU copy of
+  ``is_real``, so no device sync). ``checkpoint.pt`` keeps the generated copies for an exact resume;
+  ``model.pt`` holds the plain model's keys only (:func:`plain_state_dict`), which is what evaluation
+  uses anyway. Each epoch logs and records (``history["bn_shift"]``, a ``bn/shift`` curve) how far the
+  generated images' running means sit from the real ones' (:func:`generated_shift`). Under DDP the
+  statistics are per process (as plain BN without ``sync_bn``); ``separate`` asks DDP to find unused
+  parameters, since a process's share of a batch may hold no generated (or no real) image.
 * non-finite losses are detected on the device without a host sync per step; every
   ``log_every`` iterations (and before every checkpoint) the flag is read, so a checkpoint is
   never written after a bad step, and the error names the first bad iteration.
@@ -48,6 +57,15 @@ from replication.errors import ConfigError, ReplicationError, ShardError
 from replication.io_utils import atomic_write_text, check_output_path
 from replication.locking import output_lock
 from replication.models import build_model
+from replication.models.domain_bn import (
+    SEPARATE,
+    SHARED,
+    RowSplit,
+    convert_domain_bn,
+    domain_rows,
+    generated_shift,
+    plain_state_dict,
+)
 from replication.models.pretrained import load_pretrained
 from replication.predictions import ignore_sigint, score_images
 from replication.training import distributed as D
@@ -115,6 +133,11 @@ def set_train_mode(model: nn.Module, freeze_bn: bool) -> None:
                 m.eval()
 
 
+def _mean(values) -> float:
+    values = list(values)
+    return float(np.mean(values)) if values else float("nan")
+
+
 class _StopSignal:
     """Turns SIGINT/SIGTERM into a flag checked at the next sync point (a second signal aborts)."""
 
@@ -157,6 +180,9 @@ class Trainer:
                             "log_iteration", "log_loss")
         }
         self._last_eval: tuple[int, np.ndarray] | None = None
+        self.domain_bn = cfg.bn_generated != SHARED
+        if self.domain_bn:
+            self.history["bn_shift"] = []   # per epoch: {layer: shift} (replication.models.domain_bn)
 
     # -- setup -------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -188,6 +214,11 @@ class Trainer:
         if cfg.pretrained:
             info = load_pretrained(model, cfg.pretrained, new_head=cfg.pretrained_head == "new")
             log.info("loaded %s (left at init: %s)", cfg.pretrained, info["skipped"] or "nothing")
+        if self.domain_bn:
+            try:
+                convert_domain_bn(model, cfg.bn_generated)
+            except ValueError as e:
+                raise ConfigError(f"config key 'bn_generated': {e}") from None
         if cfg.sync_bn and self.info.distributed:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model.to(self.dev)
@@ -206,7 +237,8 @@ class Trainer:
         fwd: nn.Module = model
         if self.info.distributed:
 
-            fwd = DDP(model, device_ids=[self.dev] if self.dev.type == "cuda" else None)
+            fwd = DDP(model, device_ids=[self.dev] if self.dev.type == "cuda" else None,
+                      find_unused_parameters=cfg.bn_generated == SEPARATE)
         self.forward_model = torch.compile(fwd) if cfg.compile else fwd
         if self.info.is_main:
             n_gen = len(self.train_set) - self.train_set.num_real
@@ -288,12 +320,13 @@ class Trainer:
         t_sync, steps_since = time.perf_counter(), 0
         try:
             for images, targets, weights, is_real in self._loader():
+                split = RowSplit.from_mask(is_real, dev) if self.domain_bn else None
                 images = images.to(dev, non_blocking=True)
                 if self.channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 targets, weights, is_real = targets.to(dev), weights.to(dev), is_real.to(dev)
                 targets, mask = training_targets(targets, is_real, self.label_kind, cfg.wider_unspecified)
-                with autocast:
+                with autocast, domain_rows(self.model, split) if split is not None else nullcontext():
                     logits = self.forward_model(images)
                 loss = compute_loss(logits, targets, weights, mask, cfg)
                 self.optimizer.zero_grad(set_to_none=True)
@@ -371,6 +404,15 @@ class Trainer:
         if self.info.is_main:
             log.info("epoch %d/%d: loss %.4f, lr %.3g, test mAP %.2f, %.0f img/s", self.epoch, cfg.epochs,
                      train_loss, lr, m_ap, h["images_per_s"][-1])
+        if self.domain_bn:
+            shift = generated_shift(self.model)
+            h["bn_shift"].append(shift)
+            if self.info.is_main:
+                names = list(shift)
+                shown = [names[0], names[len(names) // 2], names[-1]]
+                log.info("epoch %d: BN shift of generated vs real running means (bn_generated=%s): mean %.3f; %s",
+                         self.epoch, cfg.bn_generated, _mean(shift.values()),
+                         ", ".join(f"{n} {shift[n]:.3f}" for n in shown))
         self.save()
 
     # -- evaluation --------------------------------------------------------------------------------
@@ -401,6 +443,8 @@ class Trainer:
             out["train-epoch/loss"] = (h["epoch"], h["train_loss"])
             out["test/mAP"] = (h["epoch"], h["test_mAP"])
             out["lr"] = (h["epoch"], h["lr"])
+        if h.get("bn_shift"):
+            out["bn/shift"] = (h["epoch"], [_mean(s.values()) for s in h["bn_shift"]])
         return out
 
     # -- the whole run -----------------------------------------------------------------------------
@@ -430,7 +474,8 @@ class Trainer:
         logits = self.evaluate()
         metrics: dict = {}
         if self.info.is_main:
-            save_model(out / MODEL, self.model, name=cfg.model, class_names=self.class_names, config=cfg.to_dict())
+            save_model(out / MODEL, plain_state_dict(self.model), name=cfg.model, class_names=self.class_names,
+                       config=cfg.to_dict())
             metrics = write_outputs(out, logits, self.test_set, self.history, self.curves(), convention=cfg.convention,
                                     top3=cfg.top3, title=f"{cfg.model} on {Path(cfg.data.train).name}")
         D.barrier(self.info)
