@@ -26,6 +26,15 @@ demo: $(STAMP)
 	$(BIN)/spl experiment run tables/specs/demo.yaml --runs $(RUNS) --seeds $(SEEDS)
 	$(BIN)/spl tables render tables/specs/demo.yaml --runs $(RUNS)
 
+# The study beyond the paper (issue #13): Δ mAP of SPL and smooth vs the baseline against the labelled-set
+# size → tables/out/study.md, .csv, .png. STUDY_SEEDS (optional) overrides the spec's `seeds`.
+STUDY ?= tables/specs/study.yaml
+STUDY_SEEDS ?=
+.PHONY: study
+study: $(STAMP)
+	$(BIN)/spl study run $(STUDY) --runs $(RUNS) $(if $(STUDY_SEEDS),--seeds $(STUDY_SEEDS))
+	$(BIN)/spl study render $(STUDY) --runs $(RUNS)
+
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -15,7 +15,8 @@ import click
 from replication.errors import ReplicationError
 
 # Order is the order shown by ``spl --help``.
-COMMAND_MODULES = ["data", "gan", "train", "predict", "label", "eval", "experiment", "tables", "bench", "weights"]
+COMMAND_MODULES = ["data", "gan", "train", "predict", "label", "eval", "experiment", "tables", "study", "bench",
+                   "weights"]
 
 
 class _Group(click.Group):

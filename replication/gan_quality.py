@@ -95,19 +95,21 @@ def _real_images(run: Path, source: dict) -> ShardGanImages:
 
 
 def gan_quality(run: str | Path, classifier: str | Path, n: int = DEFAULT_N, checkpoint: str | Path | None = None,
-                seed: int = 0, *, batch: int = 256, device: str | None = None) -> dict[str, Any]:
+                seed: int = 0, *, batch: int = 256, device: str | None = None,
+                out: str | Path | None = None) -> dict[str, Any]:
     """Measure the samples of the GAN run ``run`` in the features of the classifier run ``classifier``.
 
     Draws ``n`` samples (noise seed ``seed``, batches of ``batch``) from ``checkpoint`` (default: the
     run's ``checkpoint.pt``) and ``min(n, N)`` of the N real training images (chosen with ``seed``),
     and returns (and writes, atomically, to :func:`quality_path`) the Fréchet distance, KID, precision
-    and recall (k = 3) between them, and the classifier's label statistics of both sets.
+    and recall (k = 3) between them, and the classifier's label statistics of both sets. ``out``: write
+    the JSON there instead, leaving the GAN run untouched (the experiment runner's quality step).
     """
     run, classifier = Path(run), Path(classifier)
     if n < 2 or batch < 1:
         raise ConfigError(f"gan quality: need n >= 2 and batch >= 1, got n={n}, batch={batch}")
     source, ckpt_path, ckpt = open_run_checkpoint(run, checkpoint)
-    out = quality_path(run, ckpt_path)
+    out = quality_path(run, ckpt_path) if out is None else Path(out)
     with output_lock(out):
         return _quality_locked(run, classifier, n, seed, batch, device, source, ckpt_path, ckpt, out)
 

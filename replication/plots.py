@@ -1,4 +1,5 @@
-"""Figures written as files: a per-class AP bar chart, loss / mAP curves, GAN quality curves and mAP vs λ.
+"""Figures written as files: a per-class AP bar chart, loss / mAP curves, GAN quality curves, mAP vs λ and
+the paired Δ mAP per row with its confidence interval.
 
 Matplotlib's object API with the Agg canvas (no pyplot, no global state, no display needed). Files
 are written atomically; the format follows the file suffix (``.png`` by default, ``.pdf``, ``.svg``).
@@ -235,3 +236,125 @@ def plot_lambda_sensitivity(series: Mapping[str, tuple[Sequence[float], Sequence
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def study_gain_figure(series: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float], Sequence[float]]],
+                      *, ylabel: str = "Δ mAP vs baseline (points)", title: str | None = None) -> Figure:
+    """The figure of :func:`plot_study_gain` (not saved): one errorbar line per series, a zero line, log N axis.
+
+    Each line keeps x = N exactly; lines are nudged apart by a few points on the canvas only. A point
+    with NaN bounds (one seed: no interval) is drawn without a bar.
+    """
+    from matplotlib.transforms import ScaledTranslation  # Matplotlib (heavy): imported where the nudge is drawn
+
+    if not series:
+        raise PlotInputError("plot_study_gain: no series to plot")
+    fig = Figure(figsize=(6.0, 4.0))
+    ax = fig.add_subplot()
+    ticks: set[float] = set()
+    ys: list[float] = [0.0]
+    k = len(series)
+    for i, (label, (ns, means, lows, highs)) in enumerate(series.items()):
+        x, y, lo, hi = (np.asarray(a, dtype=np.float64).ravel() for a in (ns, means, lows, highs))
+        if x.size == 0 or not x.size == y.size == lo.size == hi.size or (x <= 0).any():
+            raise PlotInputError(f"plot_study_gain: series {label!r} is empty, unequal or has N ≤ 0")
+        bars = np.vstack([np.nan_to_num(y - lo, nan=0.0), np.nan_to_num(hi - y, nan=0.0)])
+        if (bars < 0).any():
+            raise PlotInputError(f"plot_study_gain: series {label!r} has a mean outside its interval")
+        shift = ScaledTranslation((i - (k - 1) / 2) * 4 / 72, 0, fig.dpi_scale_trans)
+        ax.errorbar(x, y, yerr=bars, marker="o", markersize=4, capsize=3, label=label, transform=ax.transData + shift)
+        ticks.update(float(v) for v in x)
+        ys += [float(v) for v in np.concatenate([y, y - bars[0], y + bars[1]])]
+    ax.axhline(0.0, color="tab:gray", linestyle="--", linewidth=1, label="no gain (Δ = 0)")
+    ax.set_xscale("log")
+    # limits by hand: the nudged lines are not counted by Matplotlib's autoscaling
+    ax.set_xlim(min(ticks) / 1.4, max(ticks) * 1.4)
+    lo, hi = min(ys), max(ys)
+    pad = 0.08 * (hi - lo) if hi > lo else 1.0
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xticks(sorted(ticks), [f"{t:,.0f}" for t in sorted(ticks)])
+    ax.minorticks_off()
+    ax.set_xlabel("N, labelled training images (log scale)")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_study_gain(series: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float], Sequence[float]]],
+                    path: str | os.PathLike, *, ylabel: str = "Δ mAP vs baseline (points)",
+                    title: str | None = None) -> Path:
+    """Gain against the labelled-set size N: Δ mAP vs N on a log axis, one line per row with CI bars, a zero line.
+
+    Args:
+        series: ``{label: (Ns, Δ means, CI lows, CI highs)}``, equal-length sequences, N > 0; NaN bounds
+            draw the point without a bar.
+        path: output file (``.png``, ``.pdf`` or ``.svg``), written atomically.
+        ylabel, title: axis label and figure title.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    return _save(study_gain_figure(series, ylabel=ylabel, title=title), path)
+
+
+#: Bar colours of :func:`plot_delta_map` by where the confidence interval lies (no interval: one seed).
+DELTA_COLORS = {"above": "tab:green", "below": "tab:red", "contains": "tab:gray", "none": "lightgray"}
+
+
+def delta_map_figure(labels: Sequence[str], means: Sequence[float], lows: Sequence[float | None],
+                     highs: Sequence[float | None], *, title: str | None = None,
+                     xlabel: str = "Δ mAP vs baseline (points)") -> Figure:
+    """The figure of :func:`plot_delta_map`, not saved (its axes hold the data: one bar per row, then the
+    error bars of the rows that have an interval)."""
+    n = len(labels)
+    if n == 0:
+        raise PlotInputError("plot_delta_map: no rows to plot")
+    if not n == len(means) == len(lows) == len(highs):
+        raise PlotInputError(f"plot_delta_map: {n} labels for {len(means)} means, {len(lows)} lows, {len(highs)} highs")
+    m = np.asarray(means, dtype=np.float64)
+    has = np.array([lo is not None and hi is not None for lo, hi in zip(lows, highs, strict=True)])
+    lo = np.array([np.nan if v is None else v for v in lows], dtype=np.float64)
+    hi = np.array([np.nan if v is None else v for v in highs], dtype=np.float64)
+    if not np.isfinite(m).all() or (has & ~((lo <= m) & (m <= hi))).any():
+        raise PlotInputError("plot_delta_map: every mean must be finite and inside its interval [low, high]")
+    where = np.where(~has, "none", np.where(lo > 0, "above", np.where(hi < 0, "below", "contains")))
+    fig = Figure(figsize=(6.5, 0.45 * n + 1.4))
+    ax = fig.add_subplot()
+    y = np.arange(n)
+    ax.barh(y, m, 0.6, color=[DELTA_COLORS[w] for w in where])
+    if has.any():
+        ax.errorbar(m[has], y[has], xerr=np.vstack([m[has] - lo[has], hi[has] - m[has]]), fmt="none",
+                    ecolor="black", elinewidth=1.2, capsize=4, label="95% CI (paired t over seeds)")
+        ax.legend(fontsize=7, loc="best")
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_yticks(y, list(labels), fontsize=8)
+    ax.invert_yaxis()  # first row at the top
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_delta_map(labels: Sequence[str], means: Sequence[float], lows: Sequence[float | None],
+                   highs: Sequence[float | None], path: str | os.PathLike, *, title: str | None = None) -> Path:
+    """Paired Δ mAP of each row vs the baseline: one horizontal bar per row, with its 95% CI as an error bar.
+
+    Args:
+        labels: one name per row, drawn top to bottom.
+        means: the mean paired difference of each row (points).
+        lows, highs: its confidence interval; None for a row without one (a single paired seed:
+            a bar, no error bar). Bars are green when the interval lies above 0, red below, gray
+            when it contains 0, light gray without an interval.
+        path: output file (``.png``, ``.pdf`` or ``.svg``), written atomically.
+        title: figure title (optional).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    return _save(delta_map_figure(labels, means, lows, highs, title=title), path)

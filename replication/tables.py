@@ -25,6 +25,14 @@ paired Δ, its CI, the paired seed count and the verdict), ``.tex`` (booktabs; p
 ours, the paper and Δ, plus two columns for Δ mAP vs the baseline and the verdict) and
 ``<name>_map.png`` (mAP per row, ours vs paper).
 
+The Markdown file is the **report page** (issue #13; docs/experiments.md#the-report-page), read top to
+bottom: the verdict paragraph and the controls section, the table with its CIs, each GAN's sample
+quality (the spec's ``quality`` steps), its real-image grid beside its sample grid, the SPL-label
+galleries, the Δ mAP figure (``<name>_delta.png``, :func:`plot_delta`), the λ figure and the time per
+step kind (from each step's ``done`` record). The run-directory images are copied into
+``<out>/<name>_files/`` and linked relatively, so the page renders on a code host. The run
+directories are located by planning the spec (:func:`load_report`); nothing there is written.
+
 Control rows (issue #13: ``<rule>/shuffled``, ``baseline/iters``, ``<rule>/<source>@λ``) go beyond
 the paper: they have no paper numbers, are marked † (Markdown, and a dagger with a caption
 sentence in LaTeX; a ``beyond_paper`` column in the CSV), get the same paired Δ, CI and verdict,
@@ -37,14 +45,18 @@ import csv
 import io
 import json
 import logging
+import shutil
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from replication.errors import ConfigError
+from replication.experiments.runner import plan_experiment
 from replication.experiments.spec import ExperimentSpec
+from replication.experiments.stepfns import GALLERY, QUALITY_FILE, REAL_GRID, SAMPLE_GRID
+from replication.experiments.steps import DONE
 from replication.io_utils import atomic_write, atomic_write_text
 from replication.paper_table import PaperTable, read_paper_table
 from replication.statistics import (
@@ -61,6 +73,8 @@ from replication.statistics import (
 from replication.vocabulary import (
     BASELINE,
     BEYOND_PAPER_MARK,
+    GEN_LABELS,
+    SOURCE_LABELS,
     TOP3_PREFIX,
     metric_label,
     parse_row_id,
@@ -540,6 +554,252 @@ def plot_lambda(table: Table, path: str | Path) -> Path | None:
                                    title=f"{table.spec.title}: generated-image weight λ (beyond the paper)")
 
 
+def delta_series(table: Table) -> tuple[list[str], list[float], list[float | None], list[float | None]]:
+    """The data of the Δ figure: labels, mean paired Δ mAP and its 95% CI of every row that has a Δ, in table order."""
+    rows = [r for r in table.rows if not r.literature and r.delta is not None]
+    return ([r.shown_label for r in rows], [r.delta.mean for r in rows], [r.delta.low for r in rows],
+            [r.delta.high for r in rows])
+
+
+def plot_delta(table: Table, path: str | Path) -> Path | None:
+    """``<name>_delta.png``: Δ mAP vs the baseline per row with its 95% CI; None when no row has a Δ."""
+    labels, means, lows, highs = delta_series(table)
+    if not table.has_delta or not labels:
+        return None
+    from replication.plots import plot_delta_map  # loads Matplotlib: only when the figure is drawn
+
+    return plot_delta_map(labels, means, lows, highs, path,
+                          title=f"{table.spec.title}: paired Δ {DELTA_METRIC} vs the baseline, 95% CI")
+
+
+# ------------------------------------------------------------------------------------ the report page
+
+
+@dataclass(frozen=True)
+class StepTimes:
+    """The wall time of one step kind: how many of its planned steps are done and their recorded seconds."""
+
+    kind: str
+    planned: int
+    done: int
+    seconds: float
+    longest: float
+    longest_label: str
+
+
+@dataclass(frozen=True)
+class Report:
+    """What the report page shows beside the table, read from the spec's finished run directories.
+
+    ``quality``: generator → its quality step's ``quality.json``; ``real_grids`` / ``sample_grids``:
+    generator → the GAN's training-image grid / the grid of its first samples; ``galleries``: image
+    source → the gallery PNG; ``times``: one :class:`StepTimes` per step kind, in plan order. Paths
+    are in the run directories (copied next to the page by :func:`write_table`).
+    """
+
+    quality: dict[str, dict] = field(default_factory=dict)
+    real_grids: dict[str, Path] = field(default_factory=dict)
+    sample_grids: dict[str, Path] = field(default_factory=dict)
+    galleries: dict[str, Path] = field(default_factory=dict)
+    times: tuple[StepTimes, ...] = ()
+
+
+def _done_seconds(path: Path) -> float | None:
+    """The ``seconds`` of a step's ``done`` record; None when not done (0 for a marker without a record)."""
+    done = path / DONE
+    if not done.is_file():
+        return None
+    try:
+        return float(json.loads(done.read_text(encoding="utf-8") or "{}").get("seconds", 0.0))
+    except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
+        return 0.0
+
+
+def load_report(spec: ExperimentSpec, runs: str | Path = "runs", seeds: int = 1) -> Report:
+    """The :class:`Report` of ``spec`` under ``runs``: the spec is planned (``seeds`` seeds, no data-root
+    check) to locate its step directories; only finished steps (``done`` present) are read."""
+    runs = Path(runs)
+    plan = plan_experiment(spec, seeds=max(1, seeds), check_data=False)
+    named = plan.named
+
+    def finished(key: str, rel: str) -> Path | None:
+        step = named.get(key)
+        if step is None or not step.is_done(runs):
+            return None
+        f = step.path(runs) / rel
+        return f if f.is_file() else None
+
+    quality: dict[str, dict] = {}
+    real_grids: dict[str, Path] = {}
+    sample_grids: dict[str, Path] = {}
+    galleries: dict[str, Path] = {}
+    for g in spec.generators:
+        q = finished(f"quality/{g}", QUALITY_FILE)
+        if q is not None:
+            try:
+                quality[g] = json.loads(q.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"{q}: malformed JSON ({e.msg})") from None
+        for target, key, rel in ((real_grids, f"gan/{g}", REAL_GRID), (sample_grids, f"samples/{g}", SAMPLE_GRID)):
+            f = finished(key, rel)
+            if f is not None:
+                target[g] = f
+    for src in spec.sources:
+        f = finished(f"gallery/{src}", GALLERY)
+        if f is not None:
+            galleries[src] = f
+    by_kind: dict[str, list[tuple[float | None, str]]] = {}
+    for step in plan.steps:
+        by_kind.setdefault(step.kind, []).append((_done_seconds(step.path(runs)), step.describe()))
+    times = []
+    for kind, entries in by_kind.items():
+        done = [(sec, label) for sec, label in entries if sec is not None]
+        longest = max(done, default=(0.0, ""))
+        times.append(StepTimes(kind, len(entries), len(done), sum(sec for sec, _ in done), *longest))
+    return Report(quality, real_grids, sample_grids, galleries, tuple(times))
+
+
+#: The columns of the GAN quality table: (header, quality.json path, format).
+QUALITY_COLUMNS = (
+    ("FD ↓", ("fd",), "{:.4g}"),
+    ("KID ↓", ("kid",), "{:.4g}"),
+    ("Precision ↑", ("precision",), "{:.3f}"),
+    ("Recall ↑", ("recall",), "{:.3f}"),
+    ("Mean max confidence", ("labels", "generated", "mean_max_confidence"), "{:.3f}"),
+    ("SPL-label entropy (nats)", ("labels", "generated", "spl_entropy_mean"), "{:.3f}"),
+)
+
+
+def _get(record: Mapping, path: tuple[str, ...]) -> float | None:
+    value: object = record
+    for k in path:
+        if not isinstance(value, Mapping) or k not in value:
+            return None
+        value = value[k]
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def quality_cell(record: Mapping, path: tuple[str, ...], fmt: str) -> str:
+    """One cell of the quality table: the value, and for the label statistics the real images' value too."""
+    v = _get(record, path)
+    if v is None:
+        return DASH
+    text = fmt.format(v)
+    if path[0] == "labels":
+        real = _get(record, ("labels", "real", *path[2:]))
+        if real is not None:
+            text += f" (real {fmt.format(real)})"
+    if path == ("kid",) and _get(record, ("kid_std",)) is not None:
+        text += f" ± {fmt.format(_get(record, ('kid_std',)))}"
+    return text
+
+
+def format_quality(spec: ExperimentSpec, quality: Mapping[str, Mapping]) -> str:
+    """The Markdown table of the GANs' sample quality (one row per generator with a finished quality step)."""
+    if not quality:
+        return ""
+    heads = ["Generator", "GAN iterations", "Samples / real"] + [h for h, _, _ in QUALITY_COLUMNS]
+    out = ["| " + " | ".join(heads) + " |", "|---|" + "---:|" * (len(heads) - 1)]
+    for g in spec.generators:
+        rec = quality.get(g)
+        if rec is None:
+            continue
+        cells = [GEN_LABELS.get(g, g), str(rec.get("iteration", DASH)),
+                 f"{rec.get('n_generated', DASH)} / {rec.get('n_real', DASH)}"]
+        cells += [quality_cell(rec, path, fmt) for _, path, fmt in QUALITY_COLUMNS]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+QUALITY_LEGEND = (
+    "Each GAN's samples against its real training images, both passed through the baseline's seed-0 "
+    "classifier (the model that labels the samples; features: the input of its final linear layer): "
+    "Fréchet distance and kernel inception distance (± std over subsets; lower is closer), k-NN precision "
+    "(samples inside the real images' manifold) and recall (real images covered by the samples' manifold; "
+    "k = 3), and the classifier's label statistics on the samples with the real images' value in "
+    "parentheses: the mean highest sigmoid confidence and the mean entropy of the SPL label (log C for a "
+    "uniform label). docs/gan.md#sample-quality."
+)
+
+
+def _seconds(x: float) -> str:
+    return f"{x:.1f} s" if x < 120 else f"{x / 60:.1f} min"
+
+
+def format_times(times: Iterable[StepTimes]) -> str:
+    """The Markdown table of the time per step kind, with the total."""
+    times = list(times)
+    if not times:
+        return ""
+    out = ["| Step | Done / planned | Total | Longest |", "|---|---:|---:|---|"]
+    for t in times:
+        longest = f"{_seconds(t.longest)} ({t.longest_label})" if t.done else DASH
+        out.append(f"| {t.kind} | {t.done} / {t.planned} | {_seconds(t.seconds)} | {longest} |")
+    total = sum(t.seconds for t in times)
+    out.append(f"| **all** | {sum(t.done for t in times)} / {sum(t.planned for t in times)} | "
+               f"**{_seconds(total)}** | |")
+    return "\n".join(out) + "\n"
+
+
+def _image(alt: str, rel: str) -> str:
+    return f"![{alt}]({rel})"
+
+
+def format_report(table: Table, report: Report | None = None, figures: Mapping[str, str] | None = None,
+                  images: Mapping[tuple[str, str], str] | None = None) -> str:
+    """The report page (Markdown): :func:`format_markdown` followed by the sections of the module docstring.
+
+    ``figures``: figure kind (``delta``, ``lambda``, ``png``, ``csv``, ``tex``) → link relative to the page;
+    ``images``: ``(what, source)`` with what in ``real``, ``samples``, ``gallery`` → relative link of its copy.
+    Sections without data are left out.
+    """
+    spec = table.spec
+    figures, images = dict(figures or {}), dict(images or {})
+    out = [format_markdown(table).rstrip("\n")]
+    if report is not None and report.quality:
+        out += ["", "## GAN sample quality", "", QUALITY_LEGEND, "", format_quality(spec, report.quality).rstrip("\n")]
+    grids = [g for g in spec.generators if ("real", g) in images or ("samples", g) in images]
+    if grids:
+        out += ["", "## Generated images beside real ones", "",
+                "Left: real training images (what the GAN imitates); right: the GAN's first samples from the "
+                "set the rows train on.", "", "| Generator | Real training images | Samples |", "|---|---|---|"]
+        for g in grids:
+            name = GEN_LABELS.get(g, g)
+            real = _image(f"real training images ({name})", images[("real", g)]) if ("real", g) in images else DASH
+            fake = _image(f"{name} samples", images[("samples", g)]) if ("samples", g) in images else DASH
+            out.append(f"| {name} | {real} | {fake} |")
+    galleries = [src for src in spec.sources if ("gallery", src) in images]
+    if galleries:
+        out += ["", "## SPL-label galleries", "",
+                "Generated images with the soft labels the rows train on (the SPL label from the baseline's "
+                "confidences, and the uniform smooth label)."]
+        for src in galleries:
+            out += ["", f"### {SOURCE_LABELS.get(src, src)}", "",
+                    _image(f"{src} gallery", images[("gallery", src)])]
+    if "delta" in figures:
+        out += ["", f"## Δ {DELTA_METRIC} per row", "",
+                "The paired difference to the baseline of each row with its 95% confidence interval (bars: green "
+                "when the interval lies above 0, red below, gray when it contains 0, light gray with one seed).",
+                "", _image(f"Δ {DELTA_METRIC} per row", figures["delta"])]
+    if "lambda" in figures:
+        out += ["", "## Generated-image weight λ (beyond the paper)", "",
+                _image("mAP against λ", figures["lambda"])]
+    if report is not None and any(t.done for t in report.times):
+        out += ["", "## Time per step", "",
+                "Wall time recorded by each finished step when it ran (cached steps keep the time of their run), "
+                "summed per step kind.", "", format_times(report.times).rstrip("\n")]
+    files = [f"[{k.upper() if k != 'png' else 'mAP figure'}]({figures[k]})" for k in ("csv", "tex", "png")
+             if k in figures]
+    if files:
+        out += ["", "Also: " + ", ".join(files) + "."]
+    return "\n".join(out) + "\n"
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+    return dst
+
+
 def load_table(spec: ExperimentSpec, runs: str | Path = "runs") -> Table:
     """The :class:`Table` of ``spec``: the paper's numbers and our finished results under ``runs``.
 
@@ -554,35 +814,68 @@ def load_table(spec: ExperimentSpec, runs: str | Path = "runs") -> Table:
 
 
 def write_table(table: Table, out_dir: str | Path = "tables/out", formats: Iterable[str] = FORMATS, *,
-                plot: bool = True) -> dict[str, Path]:
-    """Write ``out_dir/<name>.<fmt>`` for each format (and ``<name>_map.png``); returns the paths by format."""
+                plot: bool = True, report: Report | None = None) -> dict[str, Path]:
+    """Write ``out_dir/<name>.<fmt>`` for each format and the figures; returns the paths by kind.
+
+    Figures (with ``plot``): ``<name>_map.png``, ``<name>_delta.png`` (:func:`plot_delta`) and, with λ
+    rows, ``<name>_lambda.png``. The Markdown file is the report page (:func:`format_report`); with a
+    ``report`` its images are copied into ``<name>_files/`` (keys ``real/<g>``, ``samples/<g>``,
+    ``gallery/<source>`` in the result).
+    """
     formats = tuple(formats)
     for f in formats:
         if f not in FORMATTERS:
             raise ConfigError(f"unknown table format {f!r}; expected one of {FORMATS}")
     out_dir = Path(out_dir)
+    name = table.spec.name
     written: dict[str, Path] = {}
-    for f in formats:
-        path = out_dir / f"{table.spec.name}.{f}"
-        atomic_write_text(path, FORMATTERS[f](table))
-        written[f] = path
     if plot and "mAP" in table.spec.columns:
-        written["png"] = plot_map(table, out_dir / f"{table.spec.name}_map.png")
-        lam = plot_lambda(table, out_dir / f"{table.spec.name}_lambda.png")
+        written["png"] = plot_map(table, out_dir / f"{name}_map.png")
+        delta = plot_delta(table, out_dir / f"{name}_delta.png")
+        if delta is not None:
+            written["delta"] = delta
+        lam = plot_lambda(table, out_dir / f"{name}_lambda.png")
         if lam is not None:
             written["lambda"] = lam
+    images: dict[tuple[str, str], str] = {}
+    if report is not None and "md" in formats:
+        files = out_dir / f"{name}_files"
+        for what, found in (("real", report.real_grids), ("samples", report.sample_grids),
+                            ("gallery", report.galleries)):
+            for src, path in found.items():
+                dst = _copy(path, files / f"{src}-{what}.png")
+                written[f"{what}/{src}"] = dst
+                images[(what, src)] = f"{files.name}/{dst.name}"
+    for f in formats:
+        path = out_dir / f"{name}.{f}"
+        if f == "md":
+            links = {k: p.name for k, p in written.items() if "/" not in k}
+            links.update({k: f"{name}.{k}" for k in ("csv", "tex") if k in formats})
+            text = format_report(table, report, links, images)
+        else:
+            text = FORMATTERS[f](table)
+        atomic_write_text(path, text)
+        written[f] = path
     return written
 
 
 def render_spec(spec: ExperimentSpec, runs: str | Path = "runs", out_dir: str | Path = "tables/out",
                 formats: Iterable[str] = FORMATS, *, plot: bool = True) -> dict[str, Path]:
-    """Render ``spec`` from the run directories under ``runs`` into ``out_dir`` (see :func:`write_table`)."""
-    return write_table(load_table(spec, runs), out_dir, formats, plot=plot)
+    """Render ``spec`` from the run directories under ``runs`` into ``out_dir``: the table and its report page
+    (:func:`load_table`, :func:`load_report`, :func:`write_table`)."""
+    table = load_table(spec, runs)
+    return write_table(table, out_dir, formats, plot=plot, report=load_report(spec, runs, table_seeds(table)))
+
+
+def table_seeds(table: Table) -> int:
+    """The most seeds any row of the table has (at least 1): how many seeds to plan for the report."""
+    return max([r.seeds for r in table.rows if not r.literature] + [1])
 
 
 __all__ = [
     "PaperTable", "Cell", "TableRow", "Table", "read_paper_table", "collect_results", "metric_by_seed",
     "build_table", "delta_text", "verdict_text", "format_verdict", "format_markdown", "format_csv", "format_latex",
     "plot_map", "lambda_series", "plot_lambda", "CONTROL_NOTE", "load_table", "write_table", "render_spec",
-    "FORMATS", "DELTA_METRIC", "REFERENCE",
+    "FORMATS", "DELTA_METRIC", "REFERENCE", "delta_series", "plot_delta", "StepTimes", "Report", "load_report",
+    "format_quality", "format_times", "format_report", "table_seeds",
 ]

@@ -243,7 +243,7 @@ LAYERS = {
     "replication.predict": 5, "replication.benchmarks": 5, "replication.gan_quality": 5,
     "replication.experiments": 6, "replication.gan_curve": 6,
     "replication.tables": 7,
-    "replication.train": 8, "replication.experiment": 8,
+    "replication.train": 8, "replication.experiment": 8, "replication.study": 8,
     "replication.commands": 9,
     "replication.cli": 10,
 }

@@ -126,6 +126,7 @@ def test_plan_structure_and_dependencies(tmp_path):
     assert kinds.count("shards") == 2 and kinds.count("gan") == 2 and kinds.count("samples") == 2
     assert kinds.count("predict") == 2 and kinds.count("labels") == 8
     assert kinds.count("train") == 18 and kinds.count("metrics") == 18 and kinds.count("gallery") == 2
+    assert kinds.count("quality") == 2 and kinds.index("quality") > kinds.index("train")  # after the labeler
     # the seed-0 baseline row is the labeler; random/smooth labels do not depend on it
     base0 = plan.trains[("baseline", 0)]
     assert plan.named["predict/dcgan"].inputs["model"] is base0
@@ -208,9 +209,10 @@ def test_end_to_end_tiny_chain(tmp_path):
     md = written["md"].read_text()
     for row in ours.values():
         assert f"| {row.label} | 1 |" in md
-    # the gallery of each generator exists
+    # the gallery and the quality record of each generator exist
     for g in spec.generators:
         assert (first.plan.named[f"gallery/{g}"].path(runs) / "gallery.png").stat().st_size > 1000
+        assert (first.plan.named[f"quality/{g}"].path(runs) / "quality.json").is_file()
 
     before = _done_mtimes(runs)
     second = run_experiment(spec, runs=runs, progress=False)
@@ -260,6 +262,7 @@ def test_cli_status_lists_every_step(tmp_path):
     res = CliRunner().invoke(cli, ["experiment", "status", str(path), "--runs", str(tmp_path / "runs")])
     assert res.exit_code == 0, res.output
     lines = res.output.strip().splitlines()
-    assert len(lines) == 36 and all(line.startswith("todo") for line in lines)
+    assert len(lines) == 38 and all(line.startswith("todo") for line in lines)  # 36 + a quality step per GAN
+    assert sum("quality of" in line for line in lines) == 2
     assert any("train spl/wgan-gp seed 0" in line for line in lines)
     assert not (tmp_path / "runs").exists()

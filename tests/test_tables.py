@@ -76,9 +76,18 @@ def test_render_writes_png_and_cli(tmp_path):
     res = CliRunner().invoke(command, ["render", str(GOLDEN_SPEC), "--runs", str(GOLDEN_RUNS), "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert "| Our SPL (DCGAN) | 1 | 73.9 / 73.4 / +0.5 |" in res.output
-    assert (tmp_path / "golden.md").read_bytes() == (GOLDEN_OUT / "golden.md").read_bytes()
-    png = (tmp_path / "golden_map.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+    # the report page: the golden table, then the Δ figure and links to the other outputs (no GAN ran here,
+    # so no quality table, grids, galleries or step times: tests/test_report.py)
+    md = (tmp_path / "golden.md").read_text()
+    golden = (GOLDEN_OUT / "golden.md").read_text()
+    assert md.startswith(golden) and "## GAN sample quality" not in md and "## Time per step" not in md
+    assert md[len(golden):] == ("\n## Δ mAP per row\n\nThe paired difference to the baseline of each row with its 95% "
+                                "confidence interval (bars: green when the interval lies above 0, red below, gray when "
+                                "it contains 0, light gray with one seed).\n\n![Δ mAP per row](golden_delta.png)\n\n"
+                                "Also: [CSV](golden.csv), [TEX](golden.tex), [mAP figure](golden_map.png).\n")
+    for name in ("golden_map.png", "golden_delta.png"):
+        png = (tmp_path / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
 
 
 def test_edited_spec_hides_old_results(tmp_path):

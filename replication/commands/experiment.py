@@ -10,6 +10,7 @@ import click
 from replication.experiments.calibration import fit_experiment
 from replication.experiments.runner import plan_experiment, run_experiment
 from replication.experiments.spec import ExperimentSpec, load_spec, with_train_overrides
+from replication.experiments.stepfns import GALLERY, QUALITY_FILE
 
 
 @click.group(name="experiment")
@@ -51,7 +52,9 @@ def run_cmd(spec: Path, data_root: Path | None, seeds: int, only: tuple[str, ...
             click.echo(f"ran      {rec.step.describe():40s} {rec.seconds:8.1f} s  {rec.path}", err=True)
     for step in result.plan.steps:
         if step.kind == "gallery":
-            click.echo(f"gallery: {step.path(runs) / 'gallery.png'}", err=True)
+            click.echo(f"gallery: {step.path(runs) / GALLERY}", err=True)
+        elif step.kind == "quality":
+            click.echo(f"quality: {step.path(runs) / QUALITY_FILE}", err=True)
     click.echo("per-row plots: curves.png and per_class_ap.png in each train-* directory listed by "
                f"`spl experiment status {spec}`", err=True)
     n_ran = len(result.ran)

@@ -1,7 +1,7 @@
-"""``spl tables render SPEC``: regenerate a table (Markdown, CSV, LaTeX, mAP figure) from the runs.
+"""``spl tables render SPEC``: regenerate a table (Markdown report page, CSV, LaTeX, figures) from the runs.
 
 Prints the Markdown table, then, last, the verdict on the paper's claims (also at the top of the
-written ``<name>.md``).
+written ``<name>.md``, the report page: docs/experiments.md#the-report-page).
 """
 from __future__ import annotations
 
@@ -10,7 +10,15 @@ from pathlib import Path
 import click
 
 from replication.experiments.spec import load_spec, with_train_overrides
-from replication.tables import FORMATS, format_markdown, format_verdict, load_table, write_table
+from replication.tables import (
+    FORMATS,
+    format_markdown,
+    format_verdict,
+    load_report,
+    load_table,
+    table_seeds,
+    write_table,
+)
 
 
 @click.group(name="tables")
@@ -25,17 +33,21 @@ def command() -> None:
 @click.option("--runs", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
               help="Root of the run directories (runs/<dataset>/<step>-<hash>/).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("tables/out"), show_default=True,
-              help="Where <name>.md/.csv/.tex and <name>_map.png are written.")
-@click.option("--no-plot", is_flag=True, help="Skip the mAP figure.")
+              help="Where <name>.md (the report page, its images in <name>_files/), .csv, .tex and the figures "
+                   "are written.")
+@click.option("--no-plot", is_flag=True, help="Skip the figures (mAP, Δ mAP, λ).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="The train-preset overrides given to `spl experiment run --set`; repeatable.")
 def render_cmd(spec: Path, fmt: str, runs: Path, out_dir: Path, no_plot: bool, sets: tuple[str, ...]) -> None:
     """Render the table of SPEC from the finished runs under --runs; print it as Markdown, then the verdict.
 
     The verdict paragraph says which of the paper's claims held on these runs (paired seeds, 95% CIs).
+    <name>.md is the report page: verdict, table, GAN quality, sample grids, galleries, figures, time per step.
     """
-    table = load_table(with_train_overrides(load_spec(spec), sets), runs)
-    written = write_table(table, out_dir, FORMATS if fmt == "all" else (fmt,), plot=not no_plot)
+    loaded = with_train_overrides(load_spec(spec), sets)
+    table = load_table(loaded, runs)
+    written = write_table(table, out_dir, FORMATS if fmt == "all" else (fmt,), plot=not no_plot,
+                          report=load_report(loaded, runs, table_seeds(table)))
     click.echo(format_markdown(table, verdict=False))
     click.echo(format_verdict(table))
     for path in written.values():

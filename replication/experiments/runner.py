@@ -10,6 +10,13 @@ For a spec with rows R and generators G the plan is::
     per row and seed i: train(row, i) ← shards(train, test) [, samples(g), labels(rule, g)]
                         metrics(row, i) ← train(row, i), shards(test)
     per g: gallery(g) ← samples(g), labels(spl, g), labels(smooth, g)
+    per GAN g: quality(g) ← gan(g), baseline training (seed 0), samples(g)    (unless quality.n = 0)
+
+The quality step (issue #13; docs/experiments.md#the-quality-step) measures each GAN's samples in the
+features of the model that labels them, the baseline's seed-0 training: FD, KID, precision, recall
+and label statistics of ``min(M, quality.n)`` samples (``samples(g)`` is an input only for M). It
+writes its own ``quality.json`` and leaves the GAN run untouched. Like the gallery it is a target of
+a full run only (not of ``--only``), and it adds steps without changing the key of any other.
 
 Control rows (issue #13; docs/experiments.md#control-rows) reuse this chain: the source
 ``shuffled`` takes the place of a GAN, its ``samples(shuffled) ← shards(train)`` being M
@@ -232,20 +239,33 @@ class _Planner:
                                                     F.gallery_fn(n, g), inputs, label=f"gallery {g}")
             plan.targets.append(gal)
 
+    def quality(self, plan: Plan, g: str) -> None:
+        """GAN ``g``'s quality measured with the baseline's seed-0 training (the labeler of its samples)."""
+        q = self.spec.quality
+        cfg = {"n": q.n, "seed": q.seed, "batch": self.spec.sampling.batch, "generator": g}
+        step = self.named[f"quality/{g}"] = Step(
+            "quality", self.group, cfg, F.quality_fn(cfg),
+            {"gan": self.named[f"gan/{g}"], "classifier": self.baseline0, "samples": self.samples[g]},
+            label=f"quality of {g} samples")
+        plan.targets.append(step)
+
 
 def plan_experiment(spec: ExperimentSpec, *, data_root: str | Path | None = None, seeds: int = 1,
-                    only: Sequence[str] = ()) -> Plan:
+                    only: Sequence[str] = (), check_data: bool = True) -> Plan:
     """Build the step graph of ``spec`` (module docstring); nothing runs, every preset is resolved.
 
     ``seeds`` repeats each row's training with seeds 0 … seeds−1; ``only`` restricts the targets
-    to those rows (their dependencies are planned too; no gallery).
+    to those rows (their dependencies are planned too; no gallery, no quality step).
+    ``check_data=False`` skips the data-root check, for a plan that only locates finished run
+    directories (the report page, :mod:`replication.tables`); such a plan must not be executed.
     """
     if seeds < 1:
         raise ConfigError(f"{spec.path}: --seeds must be ≥ 1, got {seeds}")
     for r in only:
         if r not in spec.rows:
             raise ConfigError(f"{spec.path}: --only {r!r} is not a row of this spec ({', '.join(spec.rows)})")
-    planner = _Planner(spec, _check_data_root(spec, Path(data_root) if data_root is not None else None))
+    root = Path(data_root) if data_root is not None else None
+    planner = _Planner(spec, _check_data_root(spec, root) if check_data else root)
     _check_weights(spec, planner.train_base.data.generated_weight)
     for g in spec.sources:
         planner.source(g)
@@ -259,6 +279,9 @@ def plan_experiment(spec: ExperimentSpec, *, data_root: str | Path | None = None
     if not only and spec.gallery > 0:
         for g in spec.sources:
             planner.gallery(plan, g)
+    if not only and spec.quality.enabled:
+        for g in spec.generators:
+            planner.quality(plan, g)
     return plan
 
 

@@ -22,6 +22,10 @@ Decisions (docs/experiments.md):
   classifier trainings (seed i = 0 … N−1); the GANs, their samples, the "pre-trained model"
   (the baseline row's training with seed 0) and the label files are shared by all seeds.
 * **Metric values** are stored ×100 (percent) in each row's ``metrics.json``.
+* **GAN quality** (optional ``quality`` section, issue #13; docs/experiments.md#the-quality-step): each
+  GAN's samples are measured (:mod:`replication.gan_quality`) in the features of the baseline's seed-0
+  training, with ``n = min(M, quality.n)`` samples; absent means on with the defaults, ``n: 0`` turns
+  it off. It never enters the fingerprint: it measures, it does not change any row's numbers.
 * **Pretraining** (optional ``pretrain`` section, issue #13; docs/experiments.md#pretraining): one
   classifier training on a source task (:data:`PRETRAIN_SOURCES`), shared by every classifier
   training of the table, which then fine-tunes from its ``model.pt`` with a new head. A spec
@@ -40,6 +44,7 @@ from typing import Any, TypeVar
 
 from replication import config as C
 from replication.errors import ConfigError
+from replication.gan_quality import DEFAULT_N as QUALITY_N
 from replication.paper_table import read_paper_table
 from replication.vocabulary import (
     BAD_IMAGE_POLICIES,
@@ -134,6 +139,20 @@ class PretrainSpec:
 
 
 @dataclass(frozen=True)
+class QualitySpec:
+    """The quality step of each GAN (issue #13): ``n`` samples at most (``min(M, n)``; 0 = no quality step),
+    drawn and compared with noise/choice seed ``seed``."""
+
+    n: int = QUALITY_N  # replication.gan_quality's default, 5,000
+    seed: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the plan has a quality step per GAN (``n > 0``)."""
+        return self.n > 0
+
+
+@dataclass(frozen=True)
 class PaperSpec:
     """The paper's numbers shown beside ours: CSV, caption, literature rows, and a note."""
 
@@ -161,6 +180,7 @@ class ExperimentSpec:
     predict_batch: int = 256
     gallery: int = 16  # images per generator in the gallery PNG (0 = none)
     pretrain: PretrainSpec | None = None
+    quality: QualitySpec = QualitySpec()
     path: Path = field(default=Path("<dict>"), compare=False)
 
     @property
@@ -282,7 +302,7 @@ def _check_row(row: Any, where: Path) -> None:
 
 TOP_KEYS = (
     "name", "title", "dataset", "rows", "columns", "metrics", "gan", "train", "paper",
-    "sampling", "labeling", "predict_batch", "gallery", "pretrain",
+    "sampling", "labeling", "predict_batch", "gallery", "pretrain", "quality",
 )
 
 
@@ -368,6 +388,11 @@ def spec_from_dict(raw: Any, where: str | Path = "<dict>") -> ExperimentSpec:
     if labeling.temperature <= 0 or labeling.k < 1:
         raise _err(where, "labeling.temperature must be > 0 and labeling.k ≥ 1")
 
+    quality = _build(QualitySpec, raw.get("quality"), where, "quality")
+    if quality.n < 0 or quality.n == 1 or quality.seed < 0:
+        raise _err(where, f"quality.n must be 0 (no quality step) or at least 2 and quality.seed ≥ 0, "
+                          f"got n={quality.n}, seed={quality.seed}")
+
     spec = ExperimentSpec(
         name=str(raw["name"]),
         title=str(raw.get("title", raw["name"])),
@@ -383,6 +408,7 @@ def spec_from_dict(raw: Any, where: str | Path = "<dict>") -> ExperimentSpec:
         predict_batch=int(raw.get("predict_batch", 256)),
         gallery=int(raw.get("gallery", 16)),
         pretrain=_pretrain(raw.get("pretrain"), where),
+        quality=quality,
         path=where,
     )
     _check_paper(spec)
@@ -415,6 +441,6 @@ def with_train_overrides(spec: ExperimentSpec, sets: tuple[str, ...] | list[str]
 
 __all__ = ["with_train_overrides",
     "ExperimentSpec", "DatasetSpec", "PresetSpec", "PretrainSpec", "PRETRAIN_SOURCES",
-    "SamplingSpec", "LabelingSpec", "MetricsSpec", "PaperSpec",
+    "SamplingSpec", "LabelingSpec", "MetricsSpec", "PaperSpec", "QualitySpec", "QUALITY_N",
     "load_spec", "spec_from_dict",
 ]

@@ -13,6 +13,9 @@ directories. Outputs inside a run directory:
   ``preds.npz`` on the test set, ``metrics.json`` with the preset's convention, curves);
 * ``metrics-*/metrics.json`` — the table's metrics (percent) with the spec's name, fingerprint,
   row and seed, read by :mod:`replication.tables`;
+* ``quality-*/quality.json`` — :func:`replication.gan_quality.gan_quality` of a GAN run measured with
+  the baseline's seed-0 training (FD, KID, precision, recall, label statistics); the GAN run itself
+  is left untouched;
 * ``gallery-*/gallery.png``.
 
 Only this module calls the other parts' libraries (data, GAN, classifier, labeling, metrics), so
@@ -38,7 +41,9 @@ from replication.experiments.steps import StepFn, clear_partial
 from replication.gallery import draw_gallery
 from replication.gan.config import GanTrainConfig, load_gan_config
 from replication.gan.run import DONE as GAN_DONE
+from replication.gan.run import REAL_GRID as GAN_REAL_GRID
 from replication.gan.run import sample_gan, train_gan
+from replication.gan_quality import QUALITY, gan_quality
 from replication.io_utils import atomic_write_json
 from replication.labeling import assign_label_file
 from replication.metrics import evaluate
@@ -192,6 +197,13 @@ def resolve_gan(arch: str, source: str, overrides: Sequence[str], where: Path) -
 
 
 GAN_RUN = "run"
+#: The images and records of the step directories that the report page shows (replication/tables.py):
+#: the GAN's training images (``gan-*``), the first samples (``samples-*``, written by ``sample_gan``
+#: beside the shard set), the gallery (``gallery-*``) and the quality record (``quality-*``).
+REAL_GRID = f"{GAN_RUN}/samples/{GAN_REAL_GRID}"
+SAMPLE_GRID = f"{DATA}-grid.png"
+GALLERY = "gallery.png"
+QUALITY_FILE = QUALITY
 
 
 def gan_hash_config(cfg: GanTrainConfig) -> dict:
@@ -253,6 +265,23 @@ def shuffled_fn(cfg: Mapping[str, Any]) -> StepFn:
                 w.add(np.ascontiguousarray(image), label=None, key=f"shuffled-s{seed}-{i:07d}",
                       source=SOURCE_GENERATED)
         real.close()
+
+    return fn
+
+
+def quality_fn(cfg: Mapping[str, Any]) -> StepFn:
+    """Measure the GAN ``inputs['gan']`` with the classifier ``inputs['classifier']`` into ``out/quality.json``.
+
+    ``n = min(M, cfg['n'])`` samples, M being the size of the sample set ``inputs['samples']`` the rows
+    train on, and as many real training images (:func:`replication.gan_quality.gan_quality`, noise and
+    choice seed ``cfg['seed']``, batches of ``cfg['batch']``).
+    """
+
+    def fn(out: Path, inputs: Mapping[str, Path], resume: bool) -> None:
+        clear_partial(out)
+        m = len(ShardSet(inputs["samples"] / DATA))
+        gan_quality(inputs["gan"] / GAN_RUN, inputs["classifier"], n=max(2, min(m, cfg["n"])), seed=cfg["seed"],
+                    batch=cfg["batch"], out=out / QUALITY)
 
     return fn
 
@@ -319,7 +348,7 @@ def gallery_fn(n: int, generator: str) -> StepFn:
 
     def fn(out: Path, inputs: Mapping[str, Path], resume: bool) -> None:
         label_files = {rule: inputs[rule] / LABELS for rule in ("spl", "smooth") if rule in inputs}
-        draw_gallery(inputs["samples"] / DATA, label_files, out / "gallery.png", n=n,
+        draw_gallery(inputs["samples"] / DATA, label_files, out / GALLERY, n=n,
                      title=f"{generator} samples with their soft labels")
 
     return fn

@@ -1,0 +1,51 @@
+"""``spl study run|render STUDY``: the gain of SPL and smooth labels against the labelled-set size (issue #13)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from replication.study import conclusion, format_markdown, load_study, render_study, run_study
+
+
+@click.group(name="study")
+def command() -> None:
+    """Run or render a study: Δ mAP vs the baseline for several labelled-set sizes (tables/specs/study.yaml)."""
+
+
+@command.command("run")
+@click.argument("study", type=click.Path(path_type=Path))
+@click.option("--runs", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+              help="Root of the run directories (runs/<dataset>/<step>-<hash>/).")
+@click.option("--seeds", type=int, default=None, help="Paired seeds per row (default: the study's `seeds`).")
+@click.option("--data-root", type=click.Path(path_type=Path), default=None,
+              help="Folder of the raw dataset (not needed for digits-mosaic).")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def run_cmd(study: Path, runs: Path, seeds: int | None, data_root: Path | None, no_progress: bool) -> None:
+    """Run every step of every size of STUDY not done yet; then `spl study render STUDY` writes the outputs."""
+    t0 = time.perf_counter()
+    results = run_study(load_study(study), runs=runs, seeds=seeds, data_root=data_root, progress=not no_progress)
+    total = 0
+    for n, result in results.items():
+        ran = [r for r in result.records if r.status == "ran"]
+        total += len(ran)
+        for rec in ran:
+            click.echo(f"N={n:<6d} ran {rec.step.describe():40s} {rec.seconds:8.1f} s", err=True)
+    click.echo(f"{study}: {len(results)} sizes, {total} steps ran ({time.perf_counter() - t0:.1f} s)", err=True)
+
+
+@command.command("render")
+@click.argument("study", type=click.Path(path_type=Path))
+@click.option("--runs", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+              help="Root of the run directories.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("tables/out"), show_default=True,
+              help="Where <name>.md, <name>.csv and <name>.png are written.")
+@click.option("--no-plot", is_flag=True, help="Skip the figure.")
+def render_cmd(study: Path, runs: Path, out_dir: Path, no_plot: bool) -> None:
+    """Write STUDY's table, CSV and figure from the finished runs; print the table, then the conclusion."""
+    result, written = render_study(load_study(study), runs, out_dir, plot=not no_plot)
+    click.echo(format_markdown(result))
+    for path in written.values():
+        click.echo(f"wrote {path}", err=True)
+    click.echo(conclusion(result))
