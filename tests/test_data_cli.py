@@ -83,7 +83,7 @@ def test_count_builds_a_deterministic_subset_disjoint_from_the_test_pool(tiny_di
 
 
 def test_spec_train_count_reaches_only_the_training_shards_and_keeps_old_fingerprints(tmp_path):
-    base = load_spec(SPECS / "demo.yaml")
+    base = load_spec(Path(__file__).parent / "fixtures" / "specs" / "demo-2026-11.yaml")
     limited = dataclasses.replace(base, dataset=dataclasses.replace(base.dataset, train_count=500))
     assert limited.fingerprint() != base.fingerprint()
     plan_base, plan_lim = plan_experiment(base, seeds=1), plan_experiment(limited, seeds=1)

@@ -204,7 +204,7 @@ def test_unset_keys_keep_existing_hashes():
         # setting them does change the hash (so the snapshot above can catch a leak)
         assert config_hash(train_hash_config(dataclasses.replace(cfg, freeze_bn=True), 0)) != key
         assert config_hash(train_hash_config(dataclasses.replace(cfg, pretrained_head="new"), 0)) != key
-    spec = load_spec(REPO / "tables/specs/demo.yaml")
+    spec = load_spec(REPO / "tests/fixtures/specs/demo-2026-11.yaml")
     assert spec.pretrain is None and spec.fingerprint() == DEMO_FINGERPRINT
     plan = plan_experiment(spec, seeds=3)
     keys = {s.describe(): s.key for s in plan.steps}
