@@ -100,7 +100,9 @@ def test_shipped_study_spec_loads():
     study = load_study(REPO / "tables/specs/study.yaml")
     assert study.base.path == REPO / "tables/specs/demo.yaml" or study.base.path.resolve() == \
         (REPO / "tables/specs/demo.yaml").resolve()
-    assert study.train_counts == (250, 500, 1000, 2000, 5000)
+    counts = study.train_counts
+    assert counts == tuple(sorted(set(counts))) and len(counts) >= 3
+    assert load_spec(REPO / "tables/specs/demo.yaml").dataset.train_count in counts   # the demo's N is reused
     assert all(r.startswith(("spl/", "smooth/")) for r in study.rows) and study.seeds >= 3
 
 
