@@ -41,8 +41,7 @@ from replication.gan.quality import (
 from replication.gan.run import load_run_generator, open_run_checkpoint
 from replication.io_utils import atomic_write_json
 from replication.locking import output_lock
-from replication.models import build_model
-from replication.training.checkpoint import MODEL, load_model_file
+from replication.training.checkpoint import MODEL, model_from_file
 from replication.training.config import load_train_config, run_input_norm
 
 log = logging.getLogger(__name__)
@@ -60,16 +59,10 @@ def quality_path(run: Path, ckpt_path: Path) -> Path:
 
 def load_classifier(run: Path) -> tuple[nn.Module, CaffeTestTransform, list[str]]:
     """The model of a finished classifier run (``model.pt``), its test transform and class names."""
-    bundle = load_model_file(run / MODEL)
+    model, bundle = model_from_file(run / MODEL)
     if not (run / "config.yaml").is_file():
         raise ConfigError(f"{run / 'config.yaml'}: missing; {run} is not a classifier run directory")
     cfg = load_train_config(run / "config.yaml")
-    try:
-        model = build_model(bundle["model"], bundle["num_classes"])
-        model.load_state_dict(bundle["state_dict"])
-    except (KeyError, ValueError, TypeError, RuntimeError) as e:
-        msg = " ".join(str(e).split())[:200]
-        raise ConfigError(f"{run / MODEL}: its weights do not fit model {bundle['model']!r} ({msg})") from None
     transform = CaffeTestTransform(cfg.data.crop, cfg.data.load_size, mode=cfg.data.test_mode,
                                    input_norm=run_input_norm(cfg))  # the run's own test-time preprocessing
     return model.eval(), transform, list(bundle["class_names"])

@@ -15,9 +15,8 @@ from replication.data.transforms import CaffeTestTransform
 from replication.errors import ConfigError, ShardError
 from replication.io_utils import check_output_path
 from replication.locking import output_lock
-from replication.models import build_model
 from replication.predictions import score_images, write_preds
-from replication.training.checkpoint import MODEL, load_model_file
+from replication.training.checkpoint import MODEL, model_from_file
 from replication.training.config import load_train_config, run_input_norm
 from replication.training.distributed import resolve_device
 
@@ -42,18 +41,12 @@ def predict(run_dir: Path, data: Path, out: Path, *, batch_size: int = 256, devi
 
 
 def _predict_locked(run_dir: Path, data: Path, out: Path, *, batch_size: int, device: str | None) -> Path:
-    bundle = load_model_file(run_dir / MODEL)
+    model, bundle = model_from_file(run_dir / MODEL)
     cfg = load_train_config(run_dir / "config.yaml")
     shard_set = ShardSet(data)
     if shard_set.class_names != bundle["class_names"]:
         raise ShardError(f"{data}: class names {shard_set.class_names[:5]}… differ from the model's in {run_dir}")
     dev = resolve_device(device or cfg.device)
-    try:
-        model = build_model(bundle["model"], bundle["num_classes"])
-        model.load_state_dict(bundle["state_dict"])
-    except (KeyError, ValueError, TypeError, RuntimeError) as e:
-        msg = " ".join(str(e).split())[:200]
-        raise ConfigError(f"{run_dir / MODEL}: its weights do not fit model {bundle['model']!r} ({msg})") from None
     on_cuda = dev.type == "cuda"
     amp = on_cuda if cfg.amp is None else cfg.amp  # the same rule as training
     cl = on_cuda if cfg.channels_last is None else cfg.channels_last

@@ -28,6 +28,7 @@ from torch import nn
 
 from replication.errors import ConfigError
 from replication.io_utils import atomic_torch_save
+from replication.models import build_model
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
@@ -152,3 +153,16 @@ def load_model_file(path: Path) -> dict[str, Any]:
     if missing or not isinstance(obj["state_dict"], dict):
         raise ConfigError(f"{path}: model file lacks {', '.join(missing) or 'a state_dict'}")
     return obj
+
+
+def model_from_file(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """The network of a ``model.pt`` written by :func:`save_model`, built and loaded (train mode), and the
+    file's contents; :class:`ConfigError` naming the file when its weights do not fit its model name."""
+    bundle = load_model_file(path)
+    try:
+        model = build_model(bundle["model"], bundle["num_classes"])
+        model.load_state_dict(bundle["state_dict"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        msg = " ".join(str(e).split())[:200]
+        raise ConfigError(f"{path}: its weights do not fit model {bundle['model']!r} ({msg})") from None
+    return model, bundle
