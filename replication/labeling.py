@@ -3,7 +3,7 @@
 The rules themselves (random, pseudo, smooth, spl — paper §2.3, Eqs. (1)–(2);
 docs/labeling.md#label-rules) are the pure function :func:`kernels.assign_labels`; this module is
 the I/O around it: it reads the baseline model's
-predictions on the generated images (``preds.npz`` from :func:`replication.predict.predict`),
+predictions on the generated images (``preds.npz`` from :func:`replication.inference.predict.predict`),
 checks that they belong to exactly that generated shard set (same keys in the same order, same
 class names), and writes the labels with :func:`replication.data.labelfile.write_label_file`,
 tied to the generated set's content hash. ``random`` and ``smooth`` ignore the scores, so they
@@ -24,9 +24,9 @@ from kernels import assign_labels
 from replication.data.labelfile import write_label_file
 from replication.data.shards import ShardSet
 from replication.errors import ConfigError, ShardError
+from replication.inference.predictions import read_preds
 from replication.io_utils import check_output_path
 from replication.locking import output_lock
-from replication.predictions import read_preds
 from replication.vocabulary import RULES, SCORELESS_RULES, SPL_INPUTS
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ FACADES = {"replication.train", "replication.experiment"}
 OPTIONAL = (
     "cupy", "cupyx", "numba.cuda", "numba_cuda", "timm", "matplotlib", "torch.distributed.run",
     "safetensors", "huggingface_hub",
-    "kernels.cupy_cuda", "kernels.numba_cuda", "replication.models.timm_backbone", "replication.plots",
+    "kernels.cupy_cuda", "kernels.numba_cuda", "replication.models.timm_backbone", "replication.report.plots",
     "gan_tf_port.grid",
 )
 
@@ -233,26 +233,36 @@ def test_function_level_imports_only_for_optional_dependencies(repo_graph) -> No
 
 
 #: The layers of docs/architecture.md: a module may import only from its own group or a lower layer.
+#: A group is a top-level module or package of ``replication/`` (``replication.training``), or a module
+#: inside a package that sits on another layer than the package (``replication.report.statistics``):
+#: a module belongs to the longest group that names it or a package above it.
 LAYERS = {
     "kernels": 0, "gan_tf_port": 0, "replication": 0, "replication.errors": 0, "replication.vocabulary": 0,
     "replication.io_utils": 1, "replication.locking": 1, "replication.config": 1,
-    "replication.data": 2, "replication.models": 2, "replication.metrics": 2, "replication.plots": 2,
-    "replication.paper_table": 2, "replication.statistics": 2,
-    "replication.predictions": 3, "replication.gallery": 3,
+    "replication.data": 2, "replication.models": 2, "replication.metrics": 2,
+    "replication.report.plots": 2, "replication.report.paper_table": 2, "replication.report.statistics": 2,
+    "replication.inference.predictions": 3, "replication.report.gallery": 3,
     "replication.labeling": 4, "replication.training": 4, "replication.gan": 4,
-    "replication.predict": 5, "replication.benchmarks": 5, "replication.gan_quality": 5,
-    "replication.experiments": 6, "replication.gan_curve": 6,
-    "replication.tables": 7,
-    "replication.train": 8, "replication.experiment": 8, "replication.study": 8,
+    "replication.inference": 5, "replication.benchmarks": 5, "replication.gan.quality_step": 5,
+    "replication.experiments": 6, "replication.gan.curve": 6,
+    "replication.report": 7,
+    "replication.train": 8, "replication.experiment": 8,
     "replication.commands": 9,
     "replication.cli": 10,
 }
 
 
 def layer_group(module: str) -> str:
-    """``replication.training.loop`` → ``replication.training``; ``kernels.ops.x`` → ``kernels``."""
+    """The group of a module: ``replication.training.loop`` → ``replication.training``,
+    ``replication.report.statistics`` → itself, ``kernels.ops.x`` → ``kernels``; an unknown
+    ``replication.x.y`` → ``replication.x`` (which then has no layer)."""
     parts = module.split(".")
-    return parts[0] if parts[0] != "replication" or len(parts) == 1 else ".".join(parts[:2])
+    if parts[0] != "replication" or len(parts) == 1:
+        return parts[0]
+    for i in range(len(parts), 1, -1):
+        if ".".join(parts[:i]) in LAYERS:
+            return ".".join(parts[:i])
+    return ".".join(parts[:2])
 
 
 def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
@@ -276,3 +286,73 @@ def test_layer_check_catches_upward_and_sideways_imports() -> None:
              "replication.gan.run": set(), "replication.training.config": set(), "replication.errors": set()}
     assert upward_imports(graph) == [("replication.metrics", "replication.training.loop"),
                                      ("replication.training.loop", "replication.gan.run")]
+
+
+def test_layer_groups_inside_a_package() -> None:
+    assert layer_group("replication.report.statistics") == "replication.report.statistics"
+    assert layer_group("replication.report.page") == "replication.report"
+    assert layer_group("replication.inference.predict") == "replication.inference"
+    assert layer_group("replication.newthing.x") == "replication.newthing"  # no layer: the test above fails
+    graph = {"replication.report.statistics": {"replication.report.table"},      # layer 2 → 7: up
+             "replication.report.table": {"replication.report.statistics", "replication.report.formats"},
+             "replication.report.formats": set(),
+             "replication.training.loop": {"replication.inference.predictions", "replication.inference.predict"}}
+    assert upward_imports(graph) == [("replication.report.statistics", "replication.report.table"),
+                                     ("replication.training.loop", "replication.inference.predict")]
+
+
+# ------------------------------------------------------------------------- sizes and the root
+
+#: Most lines of a module and of a function (docs/architecture.md, "Rules that go with the layers").
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 80
+#: What the root of ``replication/`` holds: the CLI entry, the config system, the vocabulary, errors,
+#: atomic I/O, locking, the pure labeling and metrics libraries, and the two public facades.
+ROOT_MODULES = {"cli", "config", "vocabulary", "errors", "io_utils", "locking", "labeling", "metrics",
+                "train", "experiment"}
+
+
+def _is_cuda_kernel(node: ast.AST) -> bool:
+    """A Numba CUDA kernel or device function (``@cuda.jit``): one GPU thread's body, exempt from the length rule."""
+    return any(ast.unparse(d).startswith("cuda.jit") for d in getattr(node, "decorator_list", ()))
+
+
+def size_violations(files: dict[str, Path]) -> list[str]:
+    """Modules over :data:`MAX_MODULE_LINES` lines and functions over :data:`MAX_FUNCTION_LINES` (not CUDA kernels)."""
+    bad = []
+    for mod, path in sorted(files.items()):
+        text = path.read_text(encoding="utf-8")
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            bad.append(f"{path}: {len(text.splitlines())} lines (at most {MAX_MODULE_LINES})")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not _is_cuda_kernel(node):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    bad.append(f"{path}:{node.lineno}: {mod}.{node.name} is {n} lines (at most {MAX_FUNCTION_LINES})")
+    return bad
+
+
+def test_size_check_on_a_known_package(tmp_path: Path) -> None:
+    long_body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    files = {"long": "def f():\n" + long_body + "\n",                               # 81 lines
+             "ok": "def g():\n" + "\n".join(long_body.splitlines()[1:]) + "\n",     # 80 lines
+             "kernel": "@cuda.jit(cache=True)\ndef k():\n" + long_body + "\n",
+             "big": "x = 1\n" * (MAX_MODULE_LINES + 1)}
+    for name, text in files.items():
+        (tmp_path / f"{name}.py").write_text(text)
+    bad = size_violations({name: tmp_path / f"{name}.py" for name in files})
+    assert len(bad) == 2
+    assert bad[0].endswith(f"{MAX_MODULE_LINES + 1} lines (at most {MAX_MODULE_LINES})") and "big.py" in bad[0]
+    assert "long.f is 81 lines" in bad[1]
+
+
+def test_no_module_or_function_too_long() -> None:
+    bad = size_violations(collect_modules(REPO, PACKAGES))
+    assert not bad, "\n".join(bad)
+
+
+def test_root_of_replication_holds_only_entry_points_and_shared_basics() -> None:
+    root = {p.stem for p in (REPO / "replication").glob("*.py")} - {"__init__"}
+    extra = sorted(root - ROOT_MODULES)
+    assert not extra, f"modules at the root of replication/ that belong in a package: {extra}"
+    assert len(root) <= 10

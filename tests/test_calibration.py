@@ -10,7 +10,7 @@ import torch
 
 from replication.errors import ConfigError
 from replication.experiments.calibration import Criteria, RunFit, run_fit, sigmoid_cross_entropy, summarize_fits
-from replication.predictions import write_preds
+from replication.inference.predictions import write_preds
 
 
 def test_sigmoid_cross_entropy_matches_torch_summed_over_classes():

@@ -24,8 +24,11 @@ from replication.errors import ConfigError
 from replication.experiments.runner import plan_experiment
 from replication.experiments.spec import load_spec, spec_from_dict
 from replication.experiments.stepfns import matched_schedule
-from replication.statistics import control_comparisons
-from replication.tables import format_csv, format_latex, format_markdown, lambda_series, load_table, write_table
+from replication.report.figures import lambda_series
+from replication.report.formats import format_csv, format_latex, format_markdown
+from replication.report.render import write_table
+from replication.report.statistics import control_comparisons
+from replication.report.table import load_table
 from replication.vocabulary import RowId, parse_row_id, row_label
 
 REPO = Path(__file__).resolve().parent.parent

@@ -20,6 +20,7 @@ from replication.data.shards import SOURCE_GENERATED, ShardSet, ShardWriter
 from replication.errors import ConfigError
 from replication.experiments.stepfns import train_hash_config
 from replication.experiments.steps import config_hash
+from replication.inference.predict import predict
 from replication.models import build_model
 from replication.models.domain_bn import (
     DomainBatchNorm2d,
@@ -30,7 +31,6 @@ from replication.models.domain_bn import (
     generated_shift,
     plain_state_dict,
 )
-from replication.predict import predict
 from replication.training.config import incompatible_changes, load_train_config
 from replication.training.loop import train
 

@@ -193,7 +193,8 @@ def test_end_to_end_tiny_chain(tmp_path):
     """Tiny digits chain: every row rendered; a re-run runs nothing; deleting one row's training
     ``done`` re-runs only that training and its metrics."""
     from replication.experiments.runner import run_experiment
-    from replication.tables import load_table, write_table
+    from replication.report.render import write_table
+    from replication.report.table import load_table
 
     spec = spec_from_dict(_tiny_spec_dict(tmp_path), tmp_path / "tiny.yaml")
     runs = tmp_path / "runs"
@@ -234,7 +235,7 @@ def test_end_to_end_tiny_chain(tmp_path):
 def test_gallery_label_text():
     import numpy as np
 
-    from replication.gallery import describe_label, top_classes
+    from replication.report.gallery import describe_label, top_classes
 
     names = [str(i) for i in range(10)]
     spl = np.full(10, 0.09, dtype=np.float32)

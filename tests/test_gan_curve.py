@@ -13,14 +13,14 @@ import torch
 import yaml
 from test_gan_quality import CLS_TINY, GAN_TINY, _invoke, classifier_run  # noqa: F401  (a fixture)
 
-import replication.gan_curve as gan_curve_mod
+import replication.gan.curve as gan_curve_mod
 from gan_tf_port.sample import load_checkpoint
 from gan_tf_port.train import KEPT_DIR, KEPT_INDEX, TrainConfig, read_kept_index, train
 from replication.errors import ConfigError, ShardError
 from replication.experiments.stepfns import gan_hash_config
 from replication.gan.config import load_gan_config
-from replication.gan_curve import CURVE, gan_curve, kept_checkpoints
-from replication.gan_quality import gan_quality
+from replication.gan.curve import CURVE, gan_curve, kept_checkpoints
+from replication.gan.quality_step import gan_quality
 
 
 # ------------------------------------------------------------------------------- keep_every (trainer)

@@ -26,7 +26,7 @@ from replication.gan.quality import (
     mmd2_unbiased,
     precision_recall,
 )
-from replication.gan_quality import gan_quality
+from replication.gan.quality_step import gan_quality
 from replication.models import build_model
 from replication.train import load_train_config, train
 

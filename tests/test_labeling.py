@@ -9,8 +9,8 @@ from replication.cli import cli
 from replication.data.labelfile import read_label_file
 from replication.data.shards import SOURCE_GENERATED, ShardSet, ShardWriter
 from replication.errors import ConfigError, ShardError
+from replication.inference.predictions import write_preds
 from replication.labeling import assign_label_file
-from replication.predictions import write_preds
 
 M, C = 30, 10
 CLASSES = [str(d) for d in range(C)]

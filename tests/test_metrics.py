@@ -20,6 +20,7 @@ from sklearn.metrics import average_precision_score
 from replication.benchmarks.metrics import reference_evaluate
 from replication.commands.bench import metrics_command as bench_command
 from replication.commands.eval import command as eval_command
+from replication.inference.predictions import PredictionsError
 from replication.metrics import (
     PRESETS,
     MetricConvention,
@@ -35,7 +36,6 @@ from replication.metrics import (
     top3_predictions,
     top_k_mask,
 )
-from replication.predictions import PredictionsError
 
 PLAIN = ["mAP", "F1-C", "P-C", "R-C", "F1-O", "P-O", "R-O"]
 TOP = ["F1-C", "P-C", "R-C", "F1-O", "P-O", "R-O"]

@@ -1,11 +1,11 @@
-"""Tests for replication.plots: files are written, are real images with content, and bad input fails."""
+"""Tests for replication.report.plots: files are written, are real images with content, and bad input fails."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from replication.plots import PlotInputError, group_series, plot_curves, plot_per_class_ap
+from replication.report.plots import PlotInputError, group_series, plot_curves, plot_per_class_ap
 
 
 def _image(path):

@@ -1,4 +1,4 @@
-"""Tests for replication.predict, replication.predictions and ``spl predict``."""
+"""Tests for replication.inference.predict, replication.inference.predictions and ``spl predict``."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,9 +10,9 @@ from replication.cli import cli
 from replication.data.shards import SOURCE_GENERATED, ShardSet, ShardWriter
 from replication.data.transforms import CaffeTestTransform
 from replication.errors import ConfigError, ShardError
+from replication.inference.predict import predict
+from replication.inference.predictions import read_preds, write_preds
 from replication.models import build_model
-from replication.predict import predict
-from replication.predictions import read_preds, write_preds
 from replication.train import load_train_config, train
 
 

@@ -26,9 +26,9 @@ from replication.data.labelfile import read_label_file, write_label_file
 from replication.data.shards import MANIFEST, SOURCE_GENERATED, ShardSet, ShardWriter, verify_shard_set
 from replication.errors import BadImageError, ConfigError, ReplicationError, ShardError
 from replication.gan.run import sample_gan
+from replication.inference.predict import predict
 from replication.io_utils import OutputPathError
 from replication.locking import LockError, is_locked, lock_path, output_lock
-from replication.predict import predict
 from replication.train import load_train_config, train
 
 REPO = Path(__file__).resolve().parent.parent

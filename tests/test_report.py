@@ -24,8 +24,8 @@ from replication.errors import ConfigError
 from replication.experiments.runner import plan_experiment
 from replication.experiments.spec import QualitySpec, load_spec, spec_from_dict
 from replication.experiments.steps import DONE
-from replication.plots import DELTA_COLORS, PlotInputError, delta_map_figure, plot_delta_map
-from replication.tables import format_quality, load_report, quality_cell
+from replication.report.page import format_quality, load_report, quality_cell
+from replication.report.plots import DELTA_COLORS, PlotInputError, delta_map_figure, plot_delta_map
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -170,7 +170,7 @@ def test_report_page_end_to_end_tiny(tmp_path):
     """One GAN, SPL and smooth rows, a λ row, 2 seeds: run, render with the CLI, read the page."""
     from replication.cli import cli
     from replication.experiments.runner import run_experiment
-    from replication.gan_quality import gan_quality
+    from replication.gan.quality_step import gan_quality
 
     raw = _tiny_raw(rows=["baseline", "smooth/dcgan", "spl/dcgan", "spl/dcgan@0.3"])
     del raw["gan"]["wgan-gp"]

@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from replication.statistics import (
+from replication.report.statistics import (
     BETTER,
     HELD,
     NO_DIFFERENCE,

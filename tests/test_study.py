@@ -2,7 +2,7 @@
 
 * deriving one table spec per N: only ``dataset.train_count``, the rows and the gallery change; the
   fingerprints and the training shards differ per N, the test shards are shared;
-* collecting: the Δ / CI / verdict per N and row equal :mod:`replication.statistics` called directly on
+* collecting: the Δ / CI / verdict per N and row equal :mod:`replication.report.statistics` called directly on
   the same synthetic finished metrics (no training), results of other sizes never mix in;
 * the figure's data (x = N, y = Δ, bars = the CI, a zero line, a log x axis) on the Axes, not pixels;
 * the conclusion sentence where the answer is known (gain at large N only, no gain anywhere, nothing tested);
@@ -25,18 +25,14 @@ from matplotlib.container import ErrorbarContainer
 from replication.errors import ConfigError
 from replication.experiments.runner import plan_experiment
 from replication.experiments.spec import load_spec
-from replication.statistics import NO_DIFFERENCE, PairedDiff, mean_std, paired_difference
-from replication.study import (
+from replication.experiments.study import derive_spec, load_study, plan_study, study_from_dict, study_specs
+from replication.report.statistics import NO_DIFFERENCE, PairedDiff, mean_std, paired_difference
+from replication.report.study import (
     StudyResult,
     collect_study,
     conclusion,
-    derive_spec,
     figure_series,
-    format_csv,
-    load_study,
-    plan_study,
-    study_from_dict,
-    study_specs,
+    format_study_csv,
     write_study,
 )
 
@@ -192,7 +188,7 @@ def test_outputs_table_csv_and_figure(synthetic, tmp_path):
     d = result.deltas[(500, "spl/dcgan")]
     assert f"| 500 | 70.2 ± 1.3 (3) | +1.00 [{d.low:+.2f}, {d.high:+.2f}] | better |" in md
     assert "| +0.50 (1 seed) | n/a |" in md
-    rows = list(csv.DictReader(io.StringIO(format_csv(result))))
+    rows = list(csv.DictReader(io.StringIO(format_study_csv(result))))
     assert len(rows) == 6
     r = next(x for x in rows if x["N"] == "250" and x["row"] == "smooth/dcgan")
     d = result.deltas[(250, "smooth/dcgan")]
@@ -203,7 +199,7 @@ def test_outputs_table_csv_and_figure(synthetic, tmp_path):
 
 
 def test_figure_data_on_the_axes(synthetic):
-    from replication.plots import PlotInputError, study_gain_figure
+    from replication.report.plots import PlotInputError, study_gain_figure
 
     study, runs = synthetic
     result = collect_study(study, runs)
@@ -362,7 +358,7 @@ def test_study_end_to_end_tiny(tmp_path):
     2 seeds: each size trains on its own N images, the outputs render, and a second run is all cached."""
     from replication.cli import cli
     from replication.data.shards import ShardSet
-    from replication.study import run_study
+    from replication.experiments.study import run_study
 
     base = _base_raw(rows=["baseline", "smooth/shuffled"])
     path = _write_study(tmp_path, {"train_counts": [96, 48], "rows": ["smooth/shuffled"], "seeds": 2}, base=base)

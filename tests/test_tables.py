@@ -20,17 +20,10 @@ from click.testing import CliRunner
 
 from replication.errors import ConfigError
 from replication.experiments.spec import load_spec, spec_from_dict
-from replication.tables import (
-    Cell,
-    build_table,
-    collect_results,
-    format_csv,
-    format_latex,
-    format_markdown,
-    load_table,
-    read_paper_table,
-    render_spec,
-)
+from replication.report.formats import format_csv, format_latex, format_markdown
+from replication.report.paper_table import read_paper_table
+from replication.report.render import render_spec
+from replication.report.table import Cell, build_table, collect_results, load_table
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN_SPEC = FIXTURES / "golden_spec.yaml"

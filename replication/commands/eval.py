@@ -16,9 +16,9 @@ from typing import Any
 import click
 import numpy as np
 
+from replication.inference.predictions import load_predictions
 from replication.io_utils import atomic_write_json
 from replication.metrics import MetricInputError, MetricsResult, evaluate_full
-from replication.predictions import load_predictions
 from replication.vocabulary import BASE_METRICS, CONVENTIONS, TOP3_CHOICES
 
 
@@ -109,7 +109,7 @@ def command(preds: Path, convention: str, top3: str, overrides: tuple[str, ...],
         atomic_write_json(json_out, result_to_json(result, preds=preds, n=labels.shape[0], class_names=names))
         click.echo(f"wrote {json_out}")
     if plot_out is not None:
-        from replication.plots import plot_per_class_ap  # loads Matplotlib: only when --plot is given
+        from replication.report.plots import plot_per_class_ap  # loads Matplotlib: only when --plot is given
 
         plot_per_class_ap(result.per_class["AP"], names, plot_out,
                           title=f"Per-class AP ({convention}), mAP {result.summary['mAP']:.1f}")

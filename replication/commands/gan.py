@@ -18,9 +18,9 @@ from pathlib import Path
 import click
 
 from replication.gan.config import list_gan_presets, load_gan_config
+from replication.gan.curve import FIGURE, gan_curve
+from replication.gan.quality_step import DEFAULT_N, gan_quality, quality_path
 from replication.gan.run import sample_gan, train_gan
-from replication.gan_curve import FIGURE, gan_curve
-from replication.gan_quality import DEFAULT_N, gan_quality, quality_path
 from replication.vocabulary import GENERATORS
 
 

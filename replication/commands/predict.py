@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from replication.predict import predict
+from replication.inference.predict import predict
 
 
 @click.command(name="predict")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from replication.study import conclusion, format_markdown, load_study, render_study, run_study
+from replication.experiments.study import load_study, run_study
+from replication.report.study import conclusion, format_study_markdown, render_study
 
 
 @click.group(name="study")
@@ -45,7 +46,7 @@ def run_cmd(study: Path, runs: Path, seeds: int | None, data_root: Path | None, 
 def render_cmd(study: Path, runs: Path, out_dir: Path, no_plot: bool) -> None:
     """Write STUDY's table, CSV and figure from the finished runs; print the table, then the conclusion."""
     result, written = render_study(load_study(study), runs, out_dir, plot=not no_plot)
-    click.echo(format_markdown(result))
+    click.echo(format_study_markdown(result))
     for path in written.values():
         click.echo(f"wrote {path}", err=True)
     click.echo(conclusion(result))

@@ -10,15 +10,10 @@ from pathlib import Path
 import click
 
 from replication.experiments.spec import load_spec, with_train_overrides
-from replication.tables import (
-    FORMATS,
-    format_markdown,
-    format_verdict,
-    load_report,
-    load_table,
-    table_seeds,
-    write_table,
-)
+from replication.report.formats import FORMATS, format_markdown, format_verdict
+from replication.report.page import load_report
+from replication.report.render import write_table
+from replication.report.table import load_table, table_seeds
 
 
 @click.group(name="tables")

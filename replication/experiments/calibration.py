@@ -19,7 +19,7 @@ import numpy as np
 from replication.errors import ConfigError
 from replication.experiments.runner import plan_experiment
 from replication.experiments.spec import ExperimentSpec
-from replication.predictions import read_preds
+from replication.inference.predictions import read_preds
 
 
 @dataclass(frozen=True)

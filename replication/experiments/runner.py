@@ -257,7 +257,7 @@ def plan_experiment(spec: ExperimentSpec, *, data_root: str | Path | None = None
     ``seeds`` repeats each row's training with seeds 0 … seeds−1; ``only`` restricts the targets
     to those rows (their dependencies are planned too; no gallery, no quality step).
     ``check_data=False`` skips the data-root check, for a plan that only locates finished run
-    directories (the report page, :mod:`replication.tables`); such a plan must not be executed.
+    directories (the report page, :mod:`replication.report.page`); such a plan must not be executed.
     """
     if seeds < 1:
         raise ConfigError(f"{spec.path}: --seeds must be ≥ 1, got {seeds}")

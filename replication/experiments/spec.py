@@ -23,7 +23,7 @@ Decisions (docs/experiments.md):
   (the baseline row's training with seed 0) and the label files are shared by all seeds.
 * **Metric values** are stored ×100 (percent) in each row's ``metrics.json``.
 * **GAN quality** (optional ``quality`` section, issue #13; docs/experiments.md#the-quality-step): each
-  GAN's samples are measured (:mod:`replication.gan_quality`) in the features of the baseline's seed-0
+  GAN's samples are measured (:mod:`replication.gan.quality_step`) in the features of the baseline's seed-0
   training, with ``n = min(M, quality.n)`` samples; absent means on with the defaults, ``n: 0`` turns
   it off. It never enters the fingerprint: it measures, it does not change any row's numbers.
 * **Pretraining** (optional ``pretrain`` section, issue #13; docs/experiments.md#pretraining): one
@@ -44,8 +44,8 @@ from typing import Any, TypeVar
 
 from replication import config as C
 from replication.errors import ConfigError
-from replication.gan_quality import DEFAULT_N as QUALITY_N
-from replication.paper_table import read_paper_table
+from replication.gan.quality_step import DEFAULT_N as QUALITY_N
+from replication.report.paper_table import read_paper_table
 from replication.vocabulary import (
     BAD_IMAGE_POLICIES,
     CONVENTIONS,
@@ -143,7 +143,7 @@ class QualitySpec:
     """The quality step of each GAN (issue #13): ``n`` samples at most (``min(M, n)``; 0 = no quality step),
     drawn and compared with noise/choice seed ``seed``."""
 
-    n: int = QUALITY_N  # replication.gan_quality's default, 5,000
+    n: int = QUALITY_N  # replication.gan.quality_step's default, 5,000
     seed: int = 0
 
     @property
@@ -327,19 +327,8 @@ def _pretrain(value: Any, where: Path) -> PretrainSpec | None:
     return PretrainSpec(**d)
 
 
-def spec_from_dict(raw: Any, where: str | Path = "<dict>") -> ExperimentSpec:
-    """Validate a parsed YAML mapping and build the :class:`ExperimentSpec` (paths relative to ``where``)."""
-    where = Path(where)
-    raw = _mapping(raw, where, "the spec")
-    _check_keys(raw, TOP_KEYS, where, "the spec")
-    for key in ("name", "dataset", "rows", "columns", "gan", "train", "paper"):
-        if key not in raw:
-            raise _err(where, f"missing key {key!r}")
-
-    dataset = _build(DatasetSpec, raw["dataset"], where, "dataset")
-    _check_choice(dataset.source, DATASETS, where, "dataset")
-    _check_choice(dataset.on_bad_image, BAD_IMAGE_POLICIES, where, "dataset.on_bad_image")
-
+def _rows_and_columns(raw: Mapping[str, Any], where: Path) -> tuple[list[str], list[str]]:
+    """The spec's ``rows`` (valid row ids, each once) and ``columns`` (metric keys), checked."""
     rows = raw["rows"]
     if not isinstance(rows, list) or not rows:
         raise _err(where, "rows must be a non-empty list")
@@ -353,6 +342,54 @@ def spec_from_dict(raw: Any, where: str | Path = "<dict>") -> ExperimentSpec:
         raise _err(where, "columns must be a non-empty list of metric keys")
     for c in columns:
         _check_choice(c, METRIC_KEYS, where, "metric key")
+    return rows, columns
+
+
+def _paper(raw: Any, where: Path) -> PaperSpec:
+    """The ``paper`` section; its ``csv`` path is relative to the spec file."""
+    paper_raw = dict(_mapping(raw, where, "paper"))
+    _check_keys(paper_raw, tuple(f.name for f in fields(PaperSpec)), where, "paper")
+    if "csv" not in paper_raw or "caption" not in paper_raw:
+        raise _err(where, "paper needs 'csv' and 'caption'")
+    csv_path = Path(paper_raw["csv"])
+    if not csv_path.is_absolute():
+        csv_path = Path(os.path.normpath(where.parent / csv_path)) if where.name != "<dict>" else csv_path
+    paper_raw["csv"] = csv_path
+    paper_raw["literature"] = tuple(paper_raw.get("literature") or ())
+    return PaperSpec(**paper_raw)
+
+
+def _step_sections(raw: Mapping[str, Any], where: Path) -> tuple[SamplingSpec, LabelingSpec, QualitySpec]:
+    """The optional ``sampling``, ``labeling`` and ``quality`` sections, with their defaults, checked."""
+    sampling = _build(SamplingSpec, raw.get("sampling"), where, "sampling")
+    if sampling.gen_ratio <= 0 or (sampling.count is not None and sampling.count <= 0):
+        raise _err(where, "sampling.gen_ratio and sampling.count must be positive")
+    labeling = _build(LabelingSpec, raw.get("labeling"), where, "labeling")
+    _check_choice(labeling.spl_input, SPL_INPUTS, where, "labeling.spl_input")
+    if labeling.temperature <= 0 or labeling.k < 1:
+        raise _err(where, "labeling.temperature must be > 0 and labeling.k ≥ 1")
+
+    quality = _build(QualitySpec, raw.get("quality"), where, "quality")
+    if quality.n < 0 or quality.n == 1 or quality.seed < 0:
+        raise _err(where, f"quality.n must be 0 (no quality step) or at least 2 and quality.seed ≥ 0, "
+                          f"got n={quality.n}, seed={quality.seed}")
+    return sampling, labeling, quality
+
+
+def spec_from_dict(raw: Any, where: str | Path = "<dict>") -> ExperimentSpec:
+    """Validate a parsed YAML mapping and build the :class:`ExperimentSpec` (paths relative to ``where``)."""
+    where = Path(where)
+    raw = _mapping(raw, where, "the spec")
+    _check_keys(raw, TOP_KEYS, where, "the spec")
+    for key in ("name", "dataset", "rows", "columns", "gan", "train", "paper"):
+        if key not in raw:
+            raise _err(where, f"missing key {key!r}")
+
+    dataset = _build(DatasetSpec, raw["dataset"], where, "dataset")
+    _check_choice(dataset.source, DATASETS, where, "dataset")
+    _check_choice(dataset.on_bad_image, BAD_IMAGE_POLICIES, where, "dataset.on_bad_image")
+
+    rows, columns = _rows_and_columns(raw, where)
 
     metrics = _build(MetricsSpec, raw.get("metrics"), where, "metrics")
     _check_choice(metrics.convention, CONVENTIONS, where, "metrics.convention")
@@ -369,29 +406,8 @@ def spec_from_dict(raw: Any, where: str | Path = "<dict>") -> ExperimentSpec:
 
     train = _preset(raw["train"], where, "train")
 
-    paper_raw = dict(_mapping(raw["paper"], where, "paper"))
-    _check_keys(paper_raw, tuple(f.name for f in fields(PaperSpec)), where, "paper")
-    if "csv" not in paper_raw or "caption" not in paper_raw:
-        raise _err(where, "paper needs 'csv' and 'caption'")
-    csv_path = Path(paper_raw["csv"])
-    if not csv_path.is_absolute():
-        csv_path = Path(os.path.normpath(where.parent / csv_path)) if where.name != "<dict>" else csv_path
-    paper_raw["csv"] = csv_path
-    paper_raw["literature"] = tuple(paper_raw.get("literature") or ())
-    paper = PaperSpec(**paper_raw)
-
-    sampling = _build(SamplingSpec, raw.get("sampling"), where, "sampling")
-    if sampling.gen_ratio <= 0 or (sampling.count is not None and sampling.count <= 0):
-        raise _err(where, "sampling.gen_ratio and sampling.count must be positive")
-    labeling = _build(LabelingSpec, raw.get("labeling"), where, "labeling")
-    _check_choice(labeling.spl_input, SPL_INPUTS, where, "labeling.spl_input")
-    if labeling.temperature <= 0 or labeling.k < 1:
-        raise _err(where, "labeling.temperature must be > 0 and labeling.k ≥ 1")
-
-    quality = _build(QualitySpec, raw.get("quality"), where, "quality")
-    if quality.n < 0 or quality.n == 1 or quality.seed < 0:
-        raise _err(where, f"quality.n must be 0 (no quality step) or at least 2 and quality.seed ≥ 0, "
-                          f"got n={quality.n}, seed={quality.seed}")
+    paper = _paper(raw["paper"], where)
+    sampling, labeling, quality = _step_sections(raw, where)
 
     spec = ExperimentSpec(
         name=str(raw["name"]),

@@ -12,8 +12,8 @@ directories. Outputs inside a run directory:
 * ``train-*/`` and ``pretrain-*/`` — :func:`replication.train.train`'s outputs (``model.pt``,
   ``preds.npz`` on the test set, ``metrics.json`` with the preset's convention, curves);
 * ``metrics-*/metrics.json`` — the table's metrics (percent) with the spec's name, fingerprint,
-  row and seed, read by :mod:`replication.tables`;
-* ``quality-*/quality.json`` — :func:`replication.gan_quality.gan_quality` of a GAN run measured with
+  row and seed, read by :mod:`replication.report.table`;
+* ``quality-*/quality.json`` — :func:`replication.gan.quality_step.gan_quality` of a GAN run measured with
   the baseline's seed-0 training (FD, KID, precision, recall, label statistics); the GAN run itself
   is left untouched;
 * ``gallery-*/gallery.png``.
@@ -38,17 +38,17 @@ from replication.data.outliers import block_shuffle, source_order
 from replication.data.shards import SOURCE_GENERATED, ShardSet, ShardWriter
 from replication.errors import ConfigError, ShardError
 from replication.experiments.steps import StepFn, clear_partial
-from replication.gallery import draw_gallery
 from replication.gan.config import GanTrainConfig, load_gan_config
+from replication.gan.quality_step import QUALITY, gan_quality
 from replication.gan.run import DONE as GAN_DONE
 from replication.gan.run import REAL_GRID as GAN_REAL_GRID
 from replication.gan.run import sample_gan, train_gan
-from replication.gan_quality import QUALITY, gan_quality
+from replication.inference.predict import predict
+from replication.inference.predictions import read_preds
 from replication.io_utils import atomic_write_json
 from replication.labeling import assign_label_file
 from replication.metrics import evaluate
-from replication.predict import predict
-from replication.predictions import read_preds
+from replication.report.gallery import draw_gallery
 from replication.training.checkpoint import MODEL
 from replication.training.config import DEFAULT_INPUT_NORM, TrainConfig, load_train_config
 from replication.training.loop import train
@@ -197,7 +197,7 @@ def resolve_gan(arch: str, source: str, overrides: Sequence[str], where: Path) -
 
 
 GAN_RUN = "run"
-#: The images and records of the step directories that the report page shows (replication/tables.py):
+#: The images and records of the step directories that the report page shows (replication/report/page.py):
 #: the GAN's training images (``gan-*``), the first samples (``samples-*``, written by ``sample_gan``
 #: beside the shard set), the gallery (``gallery-*``) and the quality record (``quality-*``).
 REAL_GRID = f"{GAN_RUN}/samples/{GAN_REAL_GRID}"
@@ -273,7 +273,7 @@ def quality_fn(cfg: Mapping[str, Any]) -> StepFn:
     """Measure the GAN ``inputs['gan']`` with the classifier ``inputs['classifier']`` into ``out/quality.json``.
 
     ``n = min(M, cfg['n'])`` samples, M being the size of the sample set ``inputs['samples']`` the rows
-    train on, and as many real training images (:func:`replication.gan_quality.gan_quality`, noise and
+    train on, and as many real training images (:func:`replication.gan.quality_step.gan_quality`, noise and
     choice seed ``cfg['seed']``, batches of ``cfg['batch']``).
     """
 
@@ -344,7 +344,7 @@ def metrics_fn(cfg: Mapping[str, Any]) -> StepFn:
 
 
 def gallery_fn(n: int, generator: str) -> StepFn:
-    """Draw ``n`` generated images with their SPL and smooth labels (:mod:`replication.gallery`)."""
+    """Draw ``n`` generated images with their SPL and smooth labels (:mod:`replication.report.gallery`)."""
 
     def fn(out: Path, inputs: Mapping[str, Path], resume: bool) -> None:
         label_files = {rule: inputs[rule] / LABELS for rule in ("spl", "smooth") if rule in inputs}

@@ -2,7 +2,13 @@
 
 * :mod:`replication.gan.config` — :class:`GanTrainConfig` and its presets (``replication/presets/gan/``);
 * :mod:`replication.gan.images` — the real images, preprocessed as the GANs read them;
-* :mod:`replication.gan.run` — :func:`train_gan` and :func:`sample_gan`, and the run directory.
+* :mod:`replication.gan.run` — :func:`train_gan` and :func:`sample_gan`, and the run directory;
+* :mod:`replication.gan.quality` — FD, KID, k-NN precision and recall (pure, on features);
+* :mod:`replication.gan.quality_step` — ``spl gan quality``: a GAN run's samples measured with a classifier run;
+* :mod:`replication.gan.curve` — ``spl gan curve``: the quality at each kept checkpoint, one figure.
+
+``quality_step`` and ``curve`` sit on higher layers than the rest (they use a classifier run;
+docs/architecture.md) and are not re-exported.
 
 The names below are re-exported for users; code inside the repository imports the modules above.
 """

@@ -3,13 +3,13 @@
 A GAN run trained with ``keep_every`` N (``spl gan train --keep-every N``) keeps
 ``checkpoints/iter-NNNNNNN.pt`` every N iterations and lists them with the cumulative training CPU
 and wall seconds in ``checkpoints/index.json`` (:mod:`gan_tf_port.train`). For each kept checkpoint
-this module measures the samples with :func:`replication.gan_quality.gan_quality` (cached: a
+this module measures the samples with :func:`replication.gan.quality_step.gan_quality` (cached: a
 ``quality-iter-NNNNNNN.json`` of the same request that is newer than the checkpoint and the
 classifier's ``model.pt`` is read instead), writes ``curve.json`` in each run directory, and draws
 FD, KID, precision and recall against iterations and against CPU seconds, all runs in one figure
-(:func:`replication.plots.plot_quality_curves`).
+(:func:`replication.report.plots.plot_quality_curves`).
 
-Layer 6 (docs/architecture.md): it calls :mod:`replication.gan_quality` (layer 5), and a module may
+Layer 6 (docs/architecture.md): it calls :mod:`replication.gan.quality_step` (layer 5), and a module may
 not import another group of its own layer.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from gan_tf_port.train import KEPT_DIR, KEPT_INDEX, read_kept_index
 from replication.errors import ConfigError, ShardError
-from replication.gan_quality import DEFAULT_N, gan_quality, quality_path
+from replication.gan.quality_step import DEFAULT_N, gan_quality, quality_path
 from replication.io_utils import atomic_write_json, check_output_path
 from replication.training.checkpoint import MODEL
 
@@ -132,7 +132,7 @@ def gan_curve(runs: Sequence[str | Path], classifier: str | Path, n: int = DEFAU
 
 def _plot(curves: dict[Path, dict[str, Any]], fig: Path) -> Path:
     """All runs' curves in one figure (labels: architecture and run folder)."""
-    from replication.plots import plot_quality_curves  # loads Matplotlib: only when a figure is drawn
+    from replication.report.plots import plot_quality_curves  # loads Matplotlib: only when a figure is drawn
 
     series = {f"{c['arch']} ({run.name})": {k: [r[k] for r in c["rows"]]
                                              for k in ("iteration", "cpu_s", "fd", "kid", "precision", "recall")}

@@ -1,7 +1,7 @@
 """Sample-quality measures of a GAN in a classifier's feature space (issue #12; docs/gan.md#sample-quality).
 
 Pure functions on arrays and tensors; reading the runs and writing ``quality.json`` happens one layer
-up, in :mod:`replication.gan_quality`.
+up, in :mod:`replication.gan.quality_step`.
 
 * **Fréchet distance** (Heusel et al. 2017, "GANs trained by a two time-scale update rule converge to
   a local Nash equilibrium"): ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2 (Σ₁Σ₂)^½) between Gaussians fitted to two

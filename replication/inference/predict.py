@@ -1,6 +1,6 @@
 """``predict(run_dir, data, out)``: score a shard set with a finished training run's model (``spl predict``).
 
-The scoring itself and the ``preds.npz`` format live in :mod:`replication.predictions`, which the
+The scoring itself and the ``preds.npz`` format live in :mod:`replication.inference.predictions`, which the
 training loop uses too; this module only loads a finished run (``model.pt``, ``config.yaml``).
 """
 from __future__ import annotations
@@ -13,9 +13,9 @@ import torch
 from replication.data.shards import ShardSet
 from replication.data.transforms import CaffeTestTransform
 from replication.errors import ConfigError, ShardError
+from replication.inference.predictions import score_images, write_preds
 from replication.io_utils import check_output_path
 from replication.locking import output_lock
-from replication.predictions import score_images, write_preds
 from replication.training.checkpoint import MODEL, model_from_file
 from replication.training.config import load_train_config, run_input_norm
 from replication.training.distributed import resolve_device

@@ -6,7 +6,7 @@ such as WARP or CNN-RNN with an empty generator). An empty cell is a value the p
 report ("-"). Values are percentages as printed in the paper.
 
 This module sits below both :mod:`replication.experiments.spec` (which checks that a spec's
-columns and literature rows exist in its CSV) and :mod:`replication.tables` (which renders them).
+columns and literature rows exist in its CSV) and :mod:`replication.report.table` (which renders them).
 """
 from __future__ import annotations
 

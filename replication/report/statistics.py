@@ -1,6 +1,6 @@
 """Statistics over seeds: mean ± std, paired differences with t confidence intervals, verdicts (docs/metrics.md).
 
-Pure functions on numbers; no files. The table renderer (``replication/tables.py``) uses them for
+Pure functions on numbers; no files. The table renderer (``replication/report/``) uses them for
 the mean ± std of every cell, the paired Δ mAP of each row against the baseline with its 95%
 confidence interval and verdict, the verdict on the paper's claims, and one sentence per comparison
 that a control row (issue #13, beyond the paper) answers (:func:`control_paragraph`).

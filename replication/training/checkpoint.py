@@ -5,7 +5,7 @@ position (epoch, batch within the epoch, global iteration), the history so far, 
 (torch CPU and CUDA, NumPy, ``random``), the world size and the resolved config. It is replaced
 atomically (write to a temporary name, fsync, rename), so an interruption at any moment leaves
 the previous good checkpoint in place. ``model.pt`` is the final model alone (with its class
-names), which :mod:`replication.predict` loads.
+names), which :mod:`replication.inference.predict` loads.
 
 Both files hold only tensors and plain containers (dicts, lists, numbers, strings; the NumPy and
 ``random`` RNG states are converted to a tensor and lists) and are read with

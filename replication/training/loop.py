@@ -54,6 +54,7 @@ from replication.data.dataset import ShardDataset
 from replication.data.shards import ShardSet
 from replication.data.transforms import CaffeTestTransform, CaffeTrainTransform
 from replication.errors import ConfigError, ReplicationError, ShardError
+from replication.inference.predictions import ignore_sigint, score_images
 from replication.io_utils import atomic_write_text, check_output_path
 from replication.locking import output_lock
 from replication.models import build_model
@@ -67,7 +68,6 @@ from replication.models.domain_bn import (
     plain_state_dict,
 )
 from replication.models.pretrained import load_pretrained
-from replication.predictions import ignore_sigint, score_images
 from replication.training import distributed as D
 from replication.training.checkpoint import (
     CHECKPOINT,
@@ -436,7 +436,7 @@ class Trainer:
         return logits
 
     def curves(self) -> dict[str, tuple[list, list]]:
-        """Series for :func:`replication.plots.plot_curves`, x in epochs (iteration / iterations per epoch)."""
+        """Series for :func:`replication.report.plots.plot_curves`, x in epochs (iteration / iterations per epoch)."""
         h = self.history
         out = {"train/loss": ([i / self.batches_per_epoch for i in h["log_iteration"]], h["log_loss"])}
         if h["epoch"]:

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from replication.data.shards import ShardSet
+from replication.inference.predictions import write_preds
 from replication.io_utils import atomic_write_json
 from replication.metrics import evaluate_full
-from replication.predictions import write_preds
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def write_outputs(out: Path, logits: np.ndarray, test_set: ShardSet, history: di
 
     Returns the metrics dict (the content of ``metrics.json``).
     """
-    from replication.plots import plot_curves, plot_per_class_ap  # loads matplotlib: only when writing plots
+    from replication.report.plots import plot_curves, plot_per_class_ap  # loads matplotlib: only when writing plots
 
     write_preds(out / "preds.npz", logits, test_set.labels(), test_set.keys(), test_set.class_names)
     metrics, ap = evaluate_logits(logits, test_set, convention, top3)
