@@ -198,6 +198,16 @@ def test_outputs_table_csv_and_figure(synthetic, tmp_path):
     assert float(r["baseline_mean"]) == pytest.approx(61.0, abs=0.005)
 
 
+def test_outputs_byte_for_byte_as_before_the_report_package(synthetic, tmp_path):
+    """``tests/fixtures/study_golden/`` was written by the study's own formatters before they were replaced by
+    the table's (issue #23, at commit af6801d); the shared formats must give the same bytes."""
+    study, runs = synthetic
+    written = write_study(collect_study(study, runs), tmp_path / "out", plot=False)
+    for k in ("md", "csv"):
+        text = written[k].read_text(encoding="utf-8").replace(str(tmp_path), "<tmp>")
+        assert text == (FIXTURES / "study_golden" / f"study.{k}").read_text(encoding="utf-8")
+
+
 def test_figure_data_on_the_axes(synthetic):
     from replication.report.plots import PlotInputError, study_gain_figure
 
