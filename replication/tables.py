@@ -46,7 +46,7 @@ import io
 import json
 import logging
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,8 +64,12 @@ from replication.statistics import (
     Claim,
     ClaimGroup,
     PairedDiff,
+    all_verdicts,
+    ceiling_paragraph,
+    compare_verdicts,
     control_paragraph,
     evaluate_claims,
+    format_reproduction,
     mean_std,
     paired_difference,
     verdict_paragraph,
@@ -94,11 +98,13 @@ REFERENCE = "reference"
 # ------------------------------------------------------------------------------------ our results
 
 
-def collect_results(spec: ExperimentSpec, runs: str | Path) -> dict[str, dict[int, dict[str, float]]]:
+def collect_results(spec: ExperimentSpec, runs: str | Path,
+                    seeds: Collection[int] | None = None) -> dict[str, dict[int, dict[str, float]]]:
     """Our metric values per row and seed, read from ``<runs>/<dataset>/metrics-*/metrics.json``.
 
     Only finished steps (``done`` present) whose ``metrics.json`` records this spec's name and
-    fingerprint count; among duplicates of a (row, seed) the latest ``finished`` wins.
+    fingerprint count; among duplicates of a (row, seed) the latest ``finished`` wins. ``seeds``: only
+    these seeds (one seed set of a runs folder holding several, issue #19); None: every seed found.
     """
     root = Path(runs) / spec.dataset.source
     fingerprint = spec.fingerprint()
@@ -112,7 +118,7 @@ def collect_results(spec: ExperimentSpec, runs: str | Path) -> dict[str, dict[in
             raise ConfigError(f"{mfile}: malformed JSON ({e.msg})") from None
         if rec.get("table") != spec.name or rec.get("fingerprint") != fingerprint:
             continue
-        if rec.get("row") not in spec.rows:
+        if rec.get("row") not in spec.rows or (seeds is not None and int(rec["seed"]) not in seeds):
             continue
         key = (rec["row"], int(rec["seed"]))
         stamp = (str(rec.get("finished", "")), mfile.parent.name)
@@ -182,6 +188,7 @@ class Table:
     claims: tuple[Claim, ...] = ()
     claim_group: ClaimGroup | None = None
     controls: str = ""  # the controls' paragraph (:func:`replication.statistics.control_paragraph`); "" without
+    ceiling: str = ""  # the real ceiling's section (:func:`replication.statistics.ceiling_paragraph`); "" without
 
     @property
     def has_controls(self) -> bool:
@@ -224,7 +231,8 @@ def build_table(spec: ExperimentSpec, results: Mapping[str, Mapping[int, Mapping
         rows.append(TableRow(row, row_label(row), len(seeds), False, tuple(cells), delta, control))
     claims, group = evaluate_claims(values, spec.rows)
     controls = control_paragraph(values, spec.rows, DELTA_METRIC) if DELTA_METRIC in spec.columns else ""
-    return Table(spec, paper, tuple(rows), claims, group, controls)
+    ceiling = ceiling_paragraph(values, spec.rows, DELTA_METRIC) if DELTA_METRIC in spec.columns else ""
+    return Table(spec, paper, tuple(rows), claims, group, controls, ceiling)
 
 
 # ------------------------------------------------------------------------------------ formatting
@@ -289,6 +297,8 @@ def _legend(table: Table) -> list[str]:
     ]
     if table.has_controls:
         lines.append(CONTROL_NOTE)
+    if spec.generators:
+        lines.append(REPLICATES_NOTE if spec.gan_options.per_replicate else SHARED_GAN_NOTE)
     if spec.paper.note:
         lines.append(f"**Note:** {spec.paper.note}")
     return lines
@@ -303,6 +313,14 @@ CONTROL_NOTE = (
 )
 
 
+#: The legend line on what a replicate is (issue #19): with ``gan.per_replicate`` the generator is inside it.
+REPLICATES_NOTE = ("Replicates: seed i is the whole chain — GAN i, its samples, baseline i as their labeler, the label "
+                   "files and every row's classifier i — so the intervals include the generator's variance.")
+SHARED_GAN_NOTE = ("**Replicates share one GAN** (`gan.per_replicate: false`): its samples and label files are the "
+                   "same for every seed, so the intervals cover the classifier's seeds only and **exclude the "
+                   "generator's variance**; a verdict may change with the GAN's seed.")
+
+
 def format_verdict(table: Table) -> str:
     """The plain-language paragraph on the paper's claims (Markdown), from the table's paired mAP results.
 
@@ -312,7 +330,10 @@ def format_verdict(table: Table) -> str:
     if table.claim_group is None:
         return ""
     text = verdict_paragraph(table.claims, table.claim_group, DELTA_METRIC)
-    return f"{text}\n{table.controls}" if table.controls else text
+    for section in (table.controls, table.ceiling):
+        if section:
+            text = f"{text}\n{section}"
+    return text
 
 
 def format_markdown(table: Table, *, verdict: bool = True) -> str:
@@ -598,6 +619,7 @@ class Report:
     """
 
     quality: dict[str, dict] = field(default_factory=dict)
+    quality_replicates: dict[str, dict[int, dict]] = field(default_factory=dict)  # generator → chain → record
     real_grids: dict[str, Path] = field(default_factory=dict)
     sample_grids: dict[str, Path] = field(default_factory=dict)
     galleries: dict[str, Path] = field(default_factory=dict)
@@ -615,11 +637,11 @@ def _done_seconds(path: Path) -> float | None:
         return 0.0
 
 
-def load_report(spec: ExperimentSpec, runs: str | Path = "runs", seeds: int = 1) -> Report:
-    """The :class:`Report` of ``spec`` under ``runs``: the spec is planned (``seeds`` seeds, no data-root
-    check) to locate its step directories; only finished steps (``done`` present) are read."""
+def load_report(spec: ExperimentSpec, runs: str | Path = "runs", seeds: int = 1, seed_start: int = 0) -> Report:
+    """The :class:`Report` of ``spec`` under ``runs``: the spec is planned (``seeds`` seeds from ``seed_start``,
+    no data-root check) to locate its step directories; only finished steps (``done`` present) are read."""
     runs = Path(runs)
-    plan = plan_experiment(spec, seeds=max(1, seeds), check_data=False)
+    plan = plan_experiment(spec, seeds=max(1, seeds), check_data=False, seed_start=seed_start)
     named = plan.named
 
     def finished(key: str, rel: str) -> Path | None:
@@ -630,16 +652,20 @@ def load_report(spec: ExperimentSpec, runs: str | Path = "runs", seeds: int = 1)
         return f if f.is_file() else None
 
     quality: dict[str, dict] = {}
+    replicates: dict[str, dict[int, dict]] = {}
     real_grids: dict[str, Path] = {}
     sample_grids: dict[str, Path] = {}
     galleries: dict[str, Path] = {}
     for g in spec.generators:
-        q = finished(f"quality/{g}", QUALITY_FILE)
-        if q is not None:
-            try:
-                quality[g] = json.loads(q.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"{q}: malformed JSON ({e.msg})") from None
+        for seed in plan.replicates:  # the chain of each replicate (one shared chain without gan.per_replicate)
+            q = finished(f"quality/{g}/{seed}", QUALITY_FILE)
+            if q is not None:
+                try:
+                    replicates.setdefault(g, {})[seed] = json.loads(q.read_text(encoding="utf-8"))
+                except json.JSONDecodeError as e:
+                    raise ConfigError(f"{q}: malformed JSON ({e.msg})") from None
+        if plan.seed_start in replicates.get(g, {}):
+            quality[g] = replicates[g][plan.seed_start]
         for target, key, rel in ((real_grids, f"gan/{g}", REAL_GRID), (sample_grids, f"samples/{g}", SAMPLE_GRID)):
             f = finished(key, rel)
             if f is not None:
@@ -656,7 +682,7 @@ def load_report(spec: ExperimentSpec, runs: str | Path = "runs", seeds: int = 1)
         done = [(sec, label) for sec, label in entries if sec is not None]
         longest = max(done, default=(0.0, ""))
         times.append(StepTimes(kind, len(entries), len(done), sum(sec for sec, _ in done), *longest))
-    return Report(quality, real_grids, sample_grids, galleries, tuple(times))
+    return Report(quality, replicates, real_grids, sample_grids, galleries, tuple(times))
 
 
 #: The columns of the GAN quality table: (header, quality.json path, format).
@@ -694,10 +720,16 @@ def quality_cell(record: Mapping, path: tuple[str, ...], fmt: str) -> str:
     return text
 
 
-def format_quality(spec: ExperimentSpec, quality: Mapping[str, Mapping]) -> str:
-    """The Markdown table of the GANs' sample quality (one row per generator with a finished quality step)."""
+def format_quality(spec: ExperimentSpec, quality: Mapping[str, Mapping],
+                   replicates: Mapping[str, Mapping[int, Mapping]] | None = None) -> str:
+    """The Markdown table of the GANs' sample quality (one row per generator with a finished quality step).
+
+    With ``replicates`` (generator → chain → record) holding several chains of a generator: one row per
+    replicate's GAN and a row with the mean ± std over them (:func:`quality_summary`).
+    """
     if not quality:
         return ""
+    replicates = replicates or {}
     heads = ["Generator", "GAN iterations", "Samples / real"] + [h for h, _, _ in QUALITY_COLUMNS]
     out = ["| " + " | ".join(heads) + " |", "|---|" + "---:|" * (len(heads) - 1)]
     for g in spec.generators:
@@ -706,14 +738,36 @@ def format_quality(spec: ExperimentSpec, quality: Mapping[str, Mapping]) -> str:
             continue
         cells = [GEN_LABELS.get(g, g), str(rec.get("iteration", DASH)),
                  f"{rec.get('n_generated', DASH)} / {rec.get('n_real', DASH)}"]
-        cells += [quality_cell(rec, path, fmt) for _, path, fmt in QUALITY_COLUMNS]
-        out.append("| " + " | ".join(cells) + " |")
+        reps = replicates.get(g, {})
+        if len(reps) < 2:
+            cells += [quality_cell(rec, path, fmt) for _, path, fmt in QUALITY_COLUMNS]
+            out.append("| " + " | ".join(cells) + " |")
+            continue
+        for seed, r in sorted(reps.items()):
+            cells = [f"{GEN_LABELS.get(g, g)}, replicate {seed}", str(r.get("iteration", DASH)),
+                     f"{r.get('n_generated', DASH)} / {r.get('n_real', DASH)}"]
+            out.append("| " + " | ".join(cells + [quality_cell(r, p, f) for _, p, f in QUALITY_COLUMNS]) + " |")
+        out.append("| " + " | ".join([f"**{GEN_LABELS.get(g, g)}, mean ± std ({len(reps)} GANs)**", DASH, DASH]
+                                      + quality_summary(list(reps.values()))) + " |")
     return "\n".join(out) + "\n"
 
 
+def quality_summary(records: list[Mapping]) -> list[str]:
+    """One cell per :data:`QUALITY_COLUMNS`: mean ± sample std of the value over the replicates' GANs."""
+    cells = []
+    for _, path, fmt in QUALITY_COLUMNS:
+        vals = [v for v in (_get(r, path) for r in records) if v is not None]
+        if not vals:
+            cells.append(DASH)
+            continue
+        mean, std = mean_std(vals)
+        cells.append(fmt.format(mean) + (f" ± {fmt.format(std)}" if std is not None else ""))
+    return cells
+
+
 QUALITY_LEGEND = (
-    "Each GAN's samples against its real training images, both passed through the baseline's seed-0 "
-    "classifier (the model that labels the samples; features: the input of its final linear layer): "
+    "Each GAN's samples against its real training images, both passed through the baseline's classifier of "
+    "the same replicate (the model that labels the samples; features: the input of its final linear layer): "
     "Fréchet distance and kernel inception distance (± std over subsets; lower is closer), k-NN precision "
     "(samples inside the real images' manifold) and recall (real images covered by the samples' manifold; "
     "k = 3), and the classifier's label statistics on the samples with the real images' value in "
@@ -757,7 +811,8 @@ def format_report(table: Table, report: Report | None = None, figures: Mapping[s
     figures, images = dict(figures or {}), dict(images or {})
     out = [format_markdown(table).rstrip("\n")]
     if report is not None and report.quality:
-        out += ["", "## GAN sample quality", "", QUALITY_LEGEND, "", format_quality(spec, report.quality).rstrip("\n")]
+        out += ["", "## GAN sample quality", "", QUALITY_LEGEND, "",
+                format_quality(spec, report.quality, report.quality_replicates).rstrip("\n")]
     grids = [g for g in spec.generators if ("real", g) in images or ("samples", g) in images]
     if grids:
         out += ["", "## Generated images beside real ones", "",
@@ -800,13 +855,14 @@ def _copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-def load_table(spec: ExperimentSpec, runs: str | Path = "runs") -> Table:
+def load_table(spec: ExperimentSpec, runs: str | Path = "runs", seeds: Collection[int] | None = None) -> Table:
     """The :class:`Table` of ``spec``: the paper's numbers and our finished results under ``runs``.
 
     Missing rows show as "–" (with a warning), so a table can be looked at while runs are going.
+    ``seeds``: only these seeds (:func:`collect_results`).
     """
     paper = read_paper_table(spec.paper.csv)
-    results = collect_results(spec, runs)
+    results = collect_results(spec, runs, seeds)
     missing = [r for r in spec.rows if r not in results]
     if missing:
         log.warning("%s: no finished results under %s for rows %s", spec.path, runs, ", ".join(missing))
@@ -860,11 +916,35 @@ def write_table(table: Table, out_dir: str | Path = "tables/out", formats: Itera
 
 
 def render_spec(spec: ExperimentSpec, runs: str | Path = "runs", out_dir: str | Path = "tables/out",
-                formats: Iterable[str] = FORMATS, *, plot: bool = True) -> dict[str, Path]:
+                formats: Iterable[str] = FORMATS, *, plot: bool = True, seeds: int | None = None,
+                seed_start: int = 0) -> dict[str, Path]:
     """Render ``spec`` from the run directories under ``runs`` into ``out_dir``: the table and its report page
-    (:func:`load_table`, :func:`load_report`, :func:`write_table`)."""
-    table = load_table(spec, runs)
-    return write_table(table, out_dir, formats, plot=plot, report=load_report(spec, runs, table_seeds(table)))
+    (:func:`load_table`, :func:`load_report`, :func:`write_table`). ``seeds``: only the seed set
+    ``seed_start`` … ``seed_start + seeds − 1`` (None: every seed found, planned from ``seed_start``)."""
+    chosen = None if seeds is None else range(seed_start, seed_start + seeds)
+    table = load_table(spec, runs, chosen)
+    n = table_seeds(table) if seeds is None else seeds
+    return write_table(table, out_dir, formats, plot=plot, report=load_report(spec, runs, n, seed_start))
+
+
+def reproduction_report(spec: ExperimentSpec, runs: str | Path, seeds: int, seed_sets: Iterable[int]) -> str:
+    """The reproduction check of issue #19 (Markdown): every verdict of the report on each seed set (``seeds``
+    seeds from each start in ``seed_sets``, all under one ``runs``), compared with the first set's
+    (:func:`replication.statistics.all_verdicts`, :func:`~replication.statistics.compare_verdicts`).
+    A verdict that differs between two sets is unstable."""
+    starts = list(seed_sets)
+    if len(starts) < 2:
+        raise ConfigError(f"{spec.path}: the reproduction check needs at least two seed sets, got {starts}")
+    sets = {s: range(s, s + seeds) for s in starts}
+    if any(set(sets[a]) & set(sets[b]) for a in starts for b in starts if a < b):
+        raise ConfigError(f"{spec.path}: seed sets {starts} with {seeds} seeds each overlap; use disjoint sets")
+    verdicts = {s: all_verdicts(metric_by_seed(collect_results(spec, runs, r)), spec.rows) for s, r in sets.items()}
+    names = {s: f"seeds {r.start}–{r.stop - 1}" for s, r in sets.items()}
+    out = [f"# Reproduction check: {spec.title}", ""]
+    for s in starts[1:]:
+        out += [f"## {names[starts[0]]} against {names[s]}", "",
+                format_reproduction(compare_verdicts(verdicts[starts[0]], verdicts[s]), (names[starts[0]], names[s]))]
+    return "\n".join(out)
 
 
 def table_seeds(table: Table) -> int:
@@ -877,5 +957,6 @@ __all__ = [
     "build_table", "delta_text", "verdict_text", "format_verdict", "format_markdown", "format_csv", "format_latex",
     "plot_map", "lambda_series", "plot_lambda", "CONTROL_NOTE", "load_table", "write_table", "render_spec",
     "FORMATS", "DELTA_METRIC", "REFERENCE", "delta_series", "plot_delta", "StepTimes", "Report", "load_report",
-    "format_quality", "format_times", "format_report", "table_seeds",
+    "format_quality", "format_times", "format_report", "table_seeds", "quality_summary", "REPLICATES_NOTE",
+    "SHARED_GAN_NOTE", "reproduction_report",
 ]
