@@ -19,6 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from replication.data.build import build_shards
@@ -241,6 +242,27 @@ def _poison_labels(shards: Path, keys: set[str]) -> int:
 VOLATILE = {"done", "step.yaml", "metrics.json", "history.json", "log.txt", "train.log", "timing.json"}
 
 
+def _flat(obj, path: str = "") -> list[bytes]:
+    if isinstance(obj, dict):
+        return [b for k in sorted(obj, key=str) for b in _flat(obj[k], f"{path}/{k}")]
+    if isinstance(obj, (list, tuple)):
+        return [b for i, v in enumerate(obj) for b in _flat(v, f"{path}[{i}]")]
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        return [f"{path}:{t.dtype}:{tuple(t.shape)}:".encode() + t.numpy().tobytes()]
+    return [f"{path}={obj!r}".encode()]
+
+
+def _pt_bytes(path: Path) -> bytes:
+    """A torch file's content, flattened to bytes: a ``torch.save`` archive is named after the atomic writer's
+    temporary file and holds a random serialization id, so its raw bytes differ between two equal saves. The
+    Python ``random`` state in a training checkpoint is the process's (its history), not the run's; left out."""
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(obj, dict) and isinstance(obj.get("rng"), dict):
+        obj = {**obj, "rng": {k: v for k, v in obj["rng"].items() if k != "python"}}
+    return b"\n".join(_flat(obj))
+
+
 def _outputs(runs: Path, plan) -> dict[str, bytes]:
     out = {}
     for step in plan.steps:
@@ -249,7 +271,8 @@ def _outputs(runs: Path, plan) -> dict[str, bytes]:
         d = step.path(runs)
         for p in sorted(d.rglob("*")):
             if p.is_file() and p.name not in VOLATILE and not p.name.endswith((".lock", ".png")):
-                out[f"{step.kind}/{step.describe()}/{p.relative_to(d)}"] = p.read_bytes()
+                out[f"{step.kind}/{step.describe()}/{p.relative_to(d)}"] = (
+                    _pt_bytes(p) if p.suffix == ".pt" else p.read_bytes())
         m = d / "metrics.json"
         if m.is_file():
             rec = json.loads(m.read_text())
@@ -270,31 +293,33 @@ def test_pool_labels_are_never_read_poisoning(tmp_path):
     raw["gallery"] = 0
     raw["quality"] = {"n": 0}
     spec = spec_from_dict(raw, tmp_path / "tiny.yaml")
-    clean, poisoned = tmp_path / "clean", tmp_path / "poisoned"
-    first = run_experiment(spec, runs=clean, progress=False)
+    runs = tmp_path / "runs"  # both runs write here, so the paths recorded in the outputs are the same
+    first = run_experiment(spec, runs=runs, progress=False)
     plan = first.plan
     full = plan.named["shards/train-all"]
-    pool_keys = set(ShardSet(plan.named["view/pool"].path(clean) / "data").keys())
-    shutil.copytree(full.path(clean), full.path(poisoned))
-    before = ShardSet(full.path(clean) / "data").labels()
-    assert _poison_labels(full.path(poisoned) / "data", pool_keys) == len(pool_keys) == 140
-    after = ShardSet(full.path(poisoned) / "data")  # verified: the poisoned set is a valid shard set
+    pool_keys = set(ShardSet(plan.named["view/pool"].path(runs) / "data").keys())
+    clean = _outputs(runs, plan)
+    runs.rename(tmp_path / "clean")
+    shutil.copytree(full.path(tmp_path / "clean"), full.path(runs))
+    before = ShardSet(full.path(tmp_path / "clean") / "data").labels()
+    assert _poison_labels(full.path(runs) / "data", pool_keys) == len(pool_keys) == 140
+    after = ShardSet(full.path(runs) / "data")  # verified on open: the poisoned set is a valid shard set
     changed = ~(after.labels() == before).all(axis=1)
     assert {k for k, c in zip(after.keys(), changed, strict=True) if c} == pool_keys
-    second = run_experiment(spec, runs=poisoned, progress=False)
-    assert [r.status for r in second.records if r.step is full] == ["skipped"]
+    second = run_experiment(spec, runs=runs, progress=False)
+    assert [r.status for r in second.records if r.step.key == full.key] == ["skipped"]
     assert sum(r.status == "ran" for r in second.records) == len(second.records) - 1
-    a, b = _outputs(clean, plan), _outputs(poisoned, plan)
-    assert a.keys() == b.keys()
-    names = {k.rsplit("/", 1)[-1] for k in a}
+    poisoned = _outputs(runs, plan)
+    assert clean.keys() == poisoned.keys()
+    names = {k.rsplit("/", 1)[-1] for k in clean}
     assert {"labels.h5", "preds.npz", "model.pt", "metrics.json", MANIFEST} <= names  # every kind of output
-    assert {k.split("/", 1)[0] for k in a} >= {"view", "gan", "samples", "predict", "labels", "train"}
-    differ = sorted(k for k in a if a[k] != b[k])
+    assert {k.split("/", 1)[0] for k in clean} >= {"view", "gan", "samples", "predict", "labels", "train"}
+    differ = sorted(k for k in clean if clean[k] != poisoned[k])
     assert not differ, differ
     # the real rows: M = 64 pool canvases per replicate, labelled by the rule, and rendered with the ceiling
-    real = ShardSet(plan.named["samples/real"].path(clean) / "data")
+    real = ShardSet(plan.named["samples/real"].path(runs) / "data")
     assert len(real) == 64 and set(real.keys()) <= pool_keys
-    table = load_table(spec, clean)
+    table = load_table(spec, runs)
     assert {r.row for r in table.rows if not r.literature and r.seeds == 1} == set(spec.rows)
     md = write_table(table, tmp_path / "out", plot=False)["md"].read_text()
     assert "## The real ceiling (beyond the paper)" in md and "Our SPL (real unlabeled canvases) †" in md
