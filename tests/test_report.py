@@ -54,13 +54,16 @@ def test_one_quality_step_per_gan_changes_no_other_key(tmp_path):
     assert _keys(plan) == _keys(plan_off, skip="")  # the quality steps are added; every other key stays
     assert not any(s.kind == "quality" for s in plan_off.steps)
     quality = [s for s in plan.steps if s.kind == "quality"]
-    assert [s.config["generator"] for s in quality] == ["dcgan", "wgan-gp"]
-    for q in quality:
-        g = q.config["generator"]
-        assert q.inputs["gan"] is plan.named[f"gan/{g}"] and q.inputs["samples"] is plan.named[f"samples/{g}"]
-        assert q.inputs["classifier"] is plan.trains[("baseline", 0)]  # the labeler of the samples
-        assert q.config == {"n": 5000, "seed": 0, "batch": 64, "generator": g}
-        assert q in plan.targets
+    # one per GAN and replicate (gan.per_replicate, issue #19), measured with that replicate's labeler
+    assert [s.config["generator"] for s in quality] == ["dcgan", "wgan-gp"] * 2
+    for g in ("dcgan", "wgan-gp"):
+        for c in (0, 1):
+            q = plan.named[f"quality/{g}/{c}"]
+            assert q.inputs["gan"] is plan.named[f"gan/{g}/{c}"]
+            assert q.inputs["samples"] is plan.named[f"samples/{g}/{c}"]
+            assert q.inputs["classifier"] is plan.trains[("baseline", c)]  # the labeler of the samples
+            assert q.config == {"n": 5000, "seed": 0, "batch": 64, "generator": g}
+            assert q in plan.targets
     # another n or seed: new quality keys, nothing else
     other = plan_experiment(replace(spec, quality=QualitySpec(n=100, seed=1)), seeds=2)
     assert _keys(other) == _keys(plan)
@@ -76,7 +79,7 @@ def test_shipped_specs_keep_their_keys(tmp_path):
         plan, plan_off = plan_experiment(spec, seeds=3), plan_experiment(replace(spec, quality=QualitySpec(0)), seeds=3)
         assert _keys(plan) == _keys(plan_off, skip="")
         n_quality = sum(s.kind == "quality" for s in plan.steps)
-        assert n_quality == len(spec.generators)
+        assert n_quality == len(spec.generators) * (3 if spec.gan_options.per_replicate else 1)
         assert not any(i.kind == "quality" for s in plan.steps for i in s.inputs.values())  # nothing depends on it
 
 
@@ -144,7 +147,7 @@ def test_time_per_step_kind_from_the_done_records(tmp_path):
     assert times["train"].longest_label == "train spl/dcgan seed 1"
     assert times["gan"].done == 1 and times["gan"].seconds == 40.0 and times["metrics"].done == 0
     assert list(times)[:2] == ["shards", "train"]  # in plan order: the baseline trains before any GAN
-    assert times["quality"].planned == 2
+    assert times["quality"].planned == 4  # per GAN and replicate (2 seeds)
 
 
 def test_quality_cells():
