@@ -54,9 +54,18 @@ BAD_IMAGE_POLICIES = ("stop", "skip")
 #: (:mod:`replication.data.outliers`; docs/decisions.md, "Controls (issue #13)").
 OUTLIER_SOURCES = ("shuffled",)
 SHUFFLE_GRID = 4
-#: Everything a ``<rule>/<source>`` row may name: the paper's GANs, then the non-GAN outliers.
-IMAGE_SOURCES = GENERATORS + OUTLIER_SOURCES
-SOURCE_LABELS = {**GEN_LABELS, "shuffled": "block-shuffled real"}
+#: The ceiling (issue #19): M real canvases drawn from the unlabeled pool (the training canvases outside the
+#: labelled N), labelled by the row's rule from the baseline's scores, never with their own labels. A row
+#: source, not a generator: what a perfect generator could reach (docs/experiments.md, "The real ceiling").
+REAL_SOURCE = "real"
+CEILING_SOURCES = (REAL_SOURCE,)
+#: Everything a ``<rule>/<source>`` row may name: the paper's GANs, the non-GAN outliers, the real ceiling.
+IMAGE_SOURCES = GENERATORS + OUTLIER_SOURCES + CEILING_SOURCES
+SOURCE_LABELS = {**GEN_LABELS, "shuffled": "block-shuffled real", REAL_SOURCE: "real unlabeled canvases"}
+#: What a spec's GANs train on (``gan.data``, issue #19): ``all``, the labelled N and the unlabeled pool
+#: (the limited-label analogue: images without labels are plentiful); ``labelled``, the N labelled images
+#: only (the paper's setting). docs/decisions.md, "The unlabeled pool".
+GAN_DATA = ("all", "labelled")
 #: The iteration-matched baseline: real images only, as many iterations as a row with generated images.
 BASELINE_ITERS = "baseline/iters"
 #: ``<rule>/<source>@<λ>``: the row trained with generated-image weight λ (``data.generated_weight``).
@@ -94,8 +103,8 @@ class RowId(NamedTuple):
 
     @property
     def control(self) -> bool:
-        """Whether the row goes beyond the paper (a control of issue #13)."""
-        return self.matched or self.weight is not None or self.source in OUTLIER_SOURCES
+        """Whether the row goes beyond the paper (a control of issue #13, or a ``real`` ceiling row of issue #19)."""
+        return self.matched or self.weight is not None or self.source in OUTLIER_SOURCES + CEILING_SOURCES
 
 
 def parse_row_id(row: str) -> RowId:

@@ -133,7 +133,9 @@ TINY_NAMED_BEFORE = {
 
 
 def test_specs_without_controls_plan_as_before(tmp_path):
-    spec = spec_from_dict(_tiny_raw(), tmp_path / "tiny.yaml")
+    raw = _tiny_raw()
+    raw["gan"]["per_replicate"] = False  # the earlier plan: one GAN chain shared by the seeds (issue #19)
+    spec = spec_from_dict(raw, tmp_path / "tiny.yaml")
     plan = plan_experiment(spec, seeds=2)
     # (the quality steps of issue #13 item 4 are new leaves, one per GAN; tests/test_report.py)
     steps = [s for s in plan.steps if s.kind != "quality"]
@@ -151,7 +153,9 @@ def test_plan_of_the_control_rows(tmp_path):
     assert spec.sources == ("dcgan", "shuffled") and spec.generators == ("dcgan",)
     plan = plan_experiment(spec, seeds=2)
     kinds = [s.kind for s in plan.steps]
-    assert kinds.count("gan") == 1 and kinds.count("samples") == 2  # no GAN for the shuffled images
+    # per replicate (2 seeds): a GAN per replicate, none for the shuffled images, whose draws differ per replicate
+    assert kinds.count("gan") == 2 and kinds.count("samples") == 4
+    assert plan.named["samples/shuffled/1"].config["seed"] == plan.named["samples/shuffled/0"].config["seed"] + 1
     shuffled = plan.named["samples/shuffled"]
     assert set(shuffled.inputs) == {"train"} and shuffled.config["grid"] == 4
     assert plan.named["predict/shuffled"].inputs["data"] is shuffled  # spl/shuffled needs the baseline's scores
@@ -159,7 +163,7 @@ def test_plan_of_the_control_rows(tmp_path):
     plain, low = plan.trains[("smooth/dcgan", 0)], plan.trains[("smooth/dcgan@0.3", 0)]
     assert plain.inputs["labels"] is low.inputs["labels"] and plain.inputs["generated"] is low.inputs["generated"]
     assert plain.config["data"]["generated_weight"] == 1.0 and low.config["data"]["generated_weight"] == 0.3
-    assert plan.trains[("spl/dcgan@0.1", 1)].inputs["labels"] is plan.named["labels/spl/dcgan"]
+    assert plan.trains[("spl/dcgan@0.1", 1)].inputs["labels"] is plan.named["labels/spl/dcgan/1"]  # replicate 1
     # the matched baseline: real images only, its own training for every seed (not the seed-0 labeler)
     it0 = plan.trains[("baseline/iters", 0)]
     assert set(it0.inputs) == {"train", "test"} and it0 is not plan.trains[("baseline", 0)]

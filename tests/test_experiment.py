@@ -118,7 +118,9 @@ def _tiny_spec_dict(tmp_path: Path) -> dict:
 
 
 def test_plan_structure_and_dependencies(tmp_path):
-    spec = spec_from_dict(_tiny_spec_dict(tmp_path), tmp_path / "tiny.yaml")
+    raw = _tiny_spec_dict(tmp_path)
+    raw["gan"]["per_replicate"] = False  # one shared chain (the per-replicate plan: tests/test_replicates.py)
+    spec = spec_from_dict(raw, tmp_path / "tiny.yaml")
     plan = plan_experiment(spec, seeds=2)
     kinds = [s.kind for s in plan.steps]
     # 2 shards, 2 GANs, 2 sample sets, 2 score sets (pseudo/spl), 8 label files,

@@ -54,13 +54,16 @@ def test_one_quality_step_per_gan_changes_no_other_key(tmp_path):
     assert _keys(plan) == _keys(plan_off, skip="")  # the quality steps are added; every other key stays
     assert not any(s.kind == "quality" for s in plan_off.steps)
     quality = [s for s in plan.steps if s.kind == "quality"]
-    assert [s.config["generator"] for s in quality] == ["dcgan", "wgan-gp"]
-    for q in quality:
-        g = q.config["generator"]
-        assert q.inputs["gan"] is plan.named[f"gan/{g}"] and q.inputs["samples"] is plan.named[f"samples/{g}"]
-        assert q.inputs["classifier"] is plan.trains[("baseline", 0)]  # the labeler of the samples
-        assert q.config == {"n": 5000, "seed": 0, "batch": 64, "generator": g}
-        assert q in plan.targets
+    # one per GAN and replicate (gan.per_replicate, issue #19), measured with that replicate's labeler
+    assert [s.config["generator"] for s in quality] == ["dcgan", "wgan-gp"] * 2
+    for g in ("dcgan", "wgan-gp"):
+        for c in (0, 1):
+            q = plan.named[f"quality/{g}/{c}"]
+            assert q.inputs["gan"] is plan.named[f"gan/{g}/{c}"]
+            assert q.inputs["samples"] is plan.named[f"samples/{g}/{c}"]
+            assert q.inputs["classifier"] is plan.trains[("baseline", c)]  # the labeler of the samples
+            assert q.config == {"n": 5000, "seed": 0, "batch": 64, "generator": g}
+            assert q in plan.targets
     # another n or seed: new quality keys, nothing else
     other = plan_experiment(replace(spec, quality=QualitySpec(n=100, seed=1)), seeds=2)
     assert _keys(other) == _keys(plan)
@@ -76,7 +79,7 @@ def test_shipped_specs_keep_their_keys(tmp_path):
         plan, plan_off = plan_experiment(spec, seeds=3), plan_experiment(replace(spec, quality=QualitySpec(0)), seeds=3)
         assert _keys(plan) == _keys(plan_off, skip="")
         n_quality = sum(s.kind == "quality" for s in plan.steps)
-        assert n_quality == len(spec.generators)
+        assert n_quality == len(spec.generators) * (3 if spec.gan_options.per_replicate else 1)
         assert not any(i.kind == "quality" for s in plan.steps for i in s.inputs.values())  # nothing depends on it
 
 
@@ -144,7 +147,7 @@ def test_time_per_step_kind_from_the_done_records(tmp_path):
     assert times["train"].longest_label == "train spl/dcgan seed 1"
     assert times["gan"].done == 1 and times["gan"].seconds == 40.0 and times["metrics"].done == 0
     assert list(times)[:2] == ["shards", "train"]  # in plan order: the baseline trains before any GAN
-    assert times["quality"].planned == 2
+    assert times["quality"].planned == 4  # per GAN and replicate (2 seeds)
 
 
 def test_quality_cells():
@@ -167,7 +170,8 @@ def test_quality_cells():
 
 @pytest.mark.slow
 def test_report_page_end_to_end_tiny(tmp_path):
-    """One GAN, SPL and smooth rows, a λ row, 2 seeds: run, render with the CLI, read the page."""
+    """One GAN, SPL and smooth rows, a λ row, 2 seeds (a GAN per replicate, issue #19): run, render with the CLI,
+    read the page."""
     from replication.cli import cli
     from replication.experiments.runner import run_experiment
     from replication.gan.quality_step import gan_quality
@@ -182,7 +186,8 @@ def test_report_page_end_to_end_tiny(tmp_path):
     plan = first.plan
     q_step = plan.named["quality/dcgan"]
     gan_run = plan.named["gan/dcgan"].path(runs) / "run"
-    assert "quality of dcgan samples" in [s.describe() for s in first.ran]
+    ran = [s.describe() for s in first.ran]
+    assert "quality of dcgan samples chain 0" in ran and "quality of dcgan samples chain 1" in ran
     measured = json.loads((q_step.path(runs) / "quality.json").read_text())
     assert not list(gan_run.glob("quality*.json"))  # the GAN run stays as it was
     # the numbers are gan_quality's for that GAN and the seed-0 baseline, with n = min(M, 5000) = M = 64
@@ -212,7 +217,8 @@ def test_report_page_end_to_end_tiny(tmp_path):
     positions = [md.index(h) for h in heads]
     assert positions == sorted(positions)
     assert "| Our SPL (DCGAN) | 2 |" in md and "Δ mAP vs baseline [95% CI]" in md
-    row = next(line for line in md.splitlines() if line.startswith("| DCGAN |"))
+    assert spec.gan_options.per_replicate and "so the intervals include the generator's variance" in md
+    row = next(line for line in md.splitlines() if line.startswith("| DCGAN, replicate 0 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == str(direct["iteration"]) and cells[2] == "64 / 64"
     assert cells[3] == f"{direct['fd']:.4g}" and cells[4] == f"{direct['kid']:.4g} ± {direct['kid_std']:.4g}"
@@ -220,6 +226,14 @@ def test_report_page_end_to_end_tiny(tmp_path):
     assert cells[7] == (f"{direct['labels']['generated']['mean_max_confidence']:.3f} "
                         f"(real {direct['labels']['real']['mean_max_confidence']:.3f})")
     assert cells[8].startswith(f"{direct['labels']['generated']['spl_entropy_mean']:.3f} (real ")
+    # replicate 1's GAN has its own row, and a last row gives the mean ± sample std over the two GANs
+    other = json.loads((plan.named["quality/dcgan/1"].path(runs) / "quality.json").read_text())
+    assert other["classifier"] == str(plan.trains[("baseline", 1)].path(runs).resolve())
+    assert any(line.startswith("| DCGAN, replicate 1 |") for line in md.splitlines())
+    mean_row = next(line for line in md.splitlines() if line.startswith("| **DCGAN, mean ± std (2 GANs)** |"))
+    fds = [measured["fd"], other["fd"]]
+    assert [c.strip() for c in mean_row.strip("|").split("|")][3] == \
+        f"{np.mean(fds):.4g} ± {np.std(fds, ddof=1):.4g}"
     # every image link is relative and resolves to a file next to the page
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert {"tiny_delta.png", "tiny_lambda.png", "tiny_files/dcgan-real.png", "tiny_files/dcgan-samples.png",
@@ -227,6 +241,6 @@ def test_report_page_end_to_end_tiny(tmp_path):
     for link in links:
         assert not Path(link).is_absolute() and (md_path.parent / link).stat().st_size > 500, link
     assert (out / "tiny_files/dcgan-real.png").read_bytes() == (gan_run / "samples/real.png").read_bytes()
-    assert "| quality | 1 / 1 |" in md and "| train | 8 / 8 |" in md
+    assert "| quality | 2 / 2 |" in md and "| train | 8 / 8 |" in md
     assert (out / "tiny.csv").is_file() and (out / "tiny.tex").is_file()
     assert np.isfinite(measured["fd"])

@@ -99,9 +99,9 @@ def test_shipped_specs_load(name):
     assert spec.name == name
     paper_rows = ["baseline"] + [f"{r}/{g}" for r in ("random", "pseudo", "smooth", "spl")
                                  for g in ("dcgan", "wgan-gp")]
-    if name == "demo":   # the budget's cut (issue #13): the four rules with one GAN and controls (a) and (b)
+    if name == "demo":   # the budget's cut (issues #13, #19): the four rules with one GAN, the SPL ceiling, controls
         assert set(spec.rows) == {"baseline", "random/dcgan", "pseudo/dcgan", "smooth/dcgan", "spl/dcgan",
-                                  "smooth/shuffled", "baseline/iters"}
+                                  "spl/real", "smooth/shuffled", "baseline/iters"}
         assert spec.generators == ("dcgan",)
     else:
         assert set(paper_rows) <= set(spec.rows) and spec.generators == ("dcgan", "wgan-gp")

@@ -32,7 +32,9 @@ def _common(f):
     f = click.option("--only", multiple=True, metavar="ROW",
                      help="Only this row (e.g. spl/dcgan) and its dependencies; repeatable.")(f)
     f = click.option("--seeds", type=int, default=1, show_default=True,
-                     help="Train every row with seeds 0..N-1; tables show mean ± std.")(f)
+                     help="Train every row with seeds S..S+N-1 (S: --seed-start); tables show mean ± std.")(f)
+    f = click.option("--seed-start", type=int, default=0, show_default=True,
+                     help="First seed of the replicates (a second seed set, e.g. 5 with --seeds 5, shares --runs).")(f)
     f = click.option("--data-root", type=click.Path(path_type=Path), default=None,
                      help="Folder of the raw dataset (not needed for digits-mosaic).")(f)
     return click.argument("spec", type=click.Path(path_type=Path))(f)
@@ -42,11 +44,11 @@ def _common(f):
 @_common
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def run_cmd(spec: Path, data_root: Path | None, seeds: int, only: tuple[str, ...], runs: Path,
-            no_progress: bool, sets: tuple[str, ...]) -> None:
+            no_progress: bool, sets: tuple[str, ...], seed_start: int) -> None:
     """Run every step of SPEC that is not done yet; then `spl tables render SPEC` shows the table."""
     t0 = time.perf_counter()
     result = run_experiment(spec_with_sets(spec, sets), runs=runs, data_root=data_root, seeds=seeds, only=only,
-                            progress=not no_progress)
+                            progress=not no_progress, seed_start=seed_start)
     for rec in result.records:
         if rec.status == "ran":
             click.echo(f"ran      {rec.step.describe():40s} {rec.seconds:8.1f} s  {rec.path}", err=True)
@@ -65,9 +67,10 @@ def run_cmd(spec: Path, data_root: Path | None, seeds: int, only: tuple[str, ...
 @command.command("status")
 @_common
 def status_cmd(spec: Path, data_root: Path | None, seeds: int, only: tuple[str, ...], runs: Path,
-               sets: tuple[str, ...]) -> None:
+               sets: tuple[str, ...], seed_start: int) -> None:
     """List the steps of SPEC with their run directories and whether each is done."""
-    plan = plan_experiment(spec_with_sets(spec, sets), data_root=data_root, seeds=seeds, only=only)
+    plan = plan_experiment(spec_with_sets(spec, sets), data_root=data_root, seeds=seeds, only=only,
+                           seed_start=seed_start)
     for step in plan.steps:
         state = "done" if step.is_done(runs) else "todo"
         click.echo(f"{state}  {step.describe():40s} {step.path(runs)}")
@@ -77,10 +80,10 @@ def status_cmd(spec: Path, data_root: Path | None, seeds: int, only: tuple[str, 
 @_common
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 def fit_cmd(spec: Path, data_root: Path | None, seeds: int, only: tuple[str, ...], runs: Path,
-            sets: tuple[str, ...], as_json: bool) -> None:
+            sets: tuple[str, ...], as_json: bool, seed_start: int) -> None:
     """Fit diagnostics of SPEC's finished trainings: mAP mean ± std over seeds, convergence, overfitting
     (train vs test loss) and the calibration criteria of docs/experiments.md ("Calibration log")."""
-    report = fit_experiment(spec_with_sets(spec, sets), runs, seeds=seeds, only=only)
+    report = fit_experiment(spec_with_sets(spec, sets), runs, seeds=seeds, only=only, seed_start=seed_start)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

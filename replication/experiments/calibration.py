@@ -90,14 +90,15 @@ def summarize_fits(fits: list[RunFit], criteria: Criteria = Criteria()) -> dict:
 
 
 def fit_experiment(spec: ExperimentSpec, runs: str | Path, *, seeds: int, only: tuple[str, ...] = (),
-                   criteria: Criteria = Criteria()) -> dict:
+                   criteria: Criteria = Criteria(), seed_start: int = 0) -> dict:
     """``{row: summarize_fits(...)}`` over the finished trainings of every row of ``spec`` (or the rows in
-    ``only``; seeds 0 … seeds−1); rows with an unfinished seed are reported as ``{"missing": [seed, ...]}``."""
-    plan = plan_experiment(spec, seeds=seeds, only=only)
+    ``only``; seeds seed_start … seed_start+seeds−1); rows with an unfinished seed are reported as
+    ``{"missing": [seed, ...]}``."""
+    plan = plan_experiment(spec, seeds=seeds, only=only, seed_start=seed_start)
     out: dict[str, dict] = {}
     for row in only or spec.rows:
-        steps = [plan.trains[(row, s)] for s in range(seeds)]
-        missing = [s for s, st in enumerate(steps) if not st.is_done(Path(runs))]
+        steps = [plan.trains[(row, s)] for s in plan.replicates]
+        missing = [s for s, st in zip(plan.replicates, steps, strict=True) if not st.is_done(Path(runs))]
         out[row] = ({"missing": missing} if missing else
                     summarize_fits([run_fit(st.path(Path(runs))) for st in steps], criteria))
     return out

@@ -51,14 +51,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from replication.errors import ConfigError
 from replication.experiments import stepfns as F
 from replication.experiments.spec import PRETRAIN_SOURCES, ExperimentSpec, PresetSpec
 from replication.experiments.steps import Step, StepRecord, execute, toposort
-from replication.vocabulary import BASELINE, GENERATORS, NEEDS_SCORES, SHUFFLE_GRID, parse_row_id
+from replication.vocabulary import BASELINE, GENERATORS, NEEDS_SCORES, REAL_SOURCE, SHUFFLE_GRID, parse_row_id
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,12 @@ class Plan:
     trains: dict[tuple[str, int], Step] = field(default_factory=dict)
     metrics: dict[tuple[str, int], Step] = field(default_factory=dict)
     named: dict[str, Step] = field(default_factory=dict)
+    seed_start: int = 0
+
+    @property
+    def replicates(self) -> list[int]:
+        """The seeds of the replicates: ``seed_start`` … ``seed_start + seeds − 1``."""
+        return list(range(self.seed_start, self.seed_start + self.seeds))
 
     @property
     def steps(self) -> list[Step]:
@@ -100,10 +106,16 @@ def _check_data_root(spec: ExperimentSpec, data_root: Path | None) -> Path | Non
 
 
 class _Planner:
-    """Builds the steps of one spec in the order of the module docstring; :func:`plan_experiment` drives it."""
+    """Builds the steps of one spec in the order of the module docstring; :func:`plan_experiment` drives it.
 
-    def __init__(self, spec: ExperimentSpec, root: Path | None) -> None:
+    Chain-level steps (GAN, samples, scores, label files, quality) are keyed by ``(…, chain)``: the chain of
+    replicate ``seed`` is ``seed`` itself with ``gan.per_replicate`` and ``seed_start`` (one shared chain)
+    without. ``named`` holds each as ``<role>/<…>/<chain>`` and the first chain's also without the suffix.
+    """
+
+    def __init__(self, spec: ExperimentSpec, root: Path | None, seed_start: int = 0) -> None:
         self.spec, self.root, self.group = spec, root, spec.dataset.source
+        self.seed_start = seed_start
         self.named: dict[str, Step] = {}
         self.train_shards = self.named["shards/train"] = self.shards("train")
         self.test_shards = self.named["shards/test"] = self.shards("test")
@@ -112,19 +124,55 @@ class _Planner:
         if spec.pretrain is not None:
             self.pretrain = self.named["pretrain"] = self.pretraining()
             self.train_base = F.finetune_config(self.train_base, self.pretrain_cfg, spec.path)
-        self.baseline0 = self.named["train/baseline/0"] = self.training(BASELINE, 0)
-        self.samples: dict[str, Step] = {}
-        self.scores: dict[str, Step] = {}
-        self.labels: dict[tuple[str, str], Step] = {}
+        self.gan_data, self.pool = self.train_shards, None
+        self.unlabeled_views()
+        self.baselines: dict[int, Step] = {}
+        self.samples: dict[tuple[str, int], Step] = {}
+        self.scores: dict[tuple[str, int], Step] = {}
+        self.labels: dict[tuple[str, str, int], Step] = {}
+        self.gans: dict[tuple[str, int], Step] = {}
 
-    def shards(self, split: str) -> Step:
-        """The shard set of one split."""
+    def chain(self, seed: int) -> int:
+        """The chain of replicate ``seed``: its own with ``gan.per_replicate``, else the shared one (``seed_start``)."""
+        return seed if self.spec.gan_options.per_replicate else self.seed_start
+
+    def name(self, key: str, chain: int, step: Step) -> Step:
+        """Record ``step`` in ``named`` as ``key/chain`` and, for the first chain, as ``key``."""
+        self.named[f"{key}/{chain}"] = step
+        if chain == self.seed_start:
+            self.named[key] = step
+        return step
+
+    def shards(self, split: str, *, subset: bool = True) -> Step:
+        """The shard set of one split (``subset=False``: the whole training split, ignoring ``train_count``)."""
         ds = self.spec.dataset
         cfg = {"source": ds.source, "split": split, "size": ds.size, "seed": ds.seed, "tiny": ds.tiny,
                "on_bad_image": ds.on_bad_image}
-        if split == "train" and ds.train_count is not None:   # only when set: other hashes stay as they were
+        if split == "train" and ds.train_count is not None and subset:  # only when set: other hashes stay
             cfg["count"] = ds.train_count
         return Step("shards", self.group, cfg, F.shards_fn(cfg, self.root), label=f"shards {ds.source}/{split}")
+
+    def unlabeled_views(self) -> None:
+        """With ``train_count``: the whole training split, the pool (for ``real`` rows) and the GANs' images
+        (labelled + pool with ``gan.data: all``), both unlabeled views (:mod:`replication.data.pool`)."""
+        spec = self.spec
+        if spec.dataset.train_count is None:
+            return
+        wants_pool = REAL_SOURCE in spec.sources
+        wants_all = spec.gan_data == "all" and bool(spec.generators)
+        if not (wants_pool or wants_all):
+            return
+        full = self.named["shards/train-all"] = self.shards("train", subset=False)
+        for which, wanted in (("pool", wants_pool), ("all", wants_all)):
+            if wanted:
+                step = self.named[f"view/{which}"] = Step(
+                    "view", self.group, {"view": which}, F.view_fn(which),
+                    {"full": full, "labelled": self.train_shards},
+                    label="unlabeled pool" if which == "pool" else "GAN images (labelled + pool, unlabeled)")
+                if which == "pool":
+                    self.pool = step
+                else:
+                    self.gan_data = step
 
     def pretraining(self) -> Step:
         """The source task's shards (train and test) and the training on them (module docstring)."""
@@ -167,58 +215,75 @@ class _Planner:
         return Step("train", self.group, cfg, F.train_fn(base, seed, match), inputs,
                     label=f"train {row} seed {seed}")
 
-    def source(self, g: str) -> None:
-        """Image source ``g``: a GAN (:meth:`generator`) or the block-shuffled real canvases; then the
-        baseline's scores on its images if a pseudo or SPL row uses them."""
+    def baseline(self, seed: int) -> Step:
+        """The baseline row's training with ``seed`` (one Step per seed: the row's and, as labeler, the chain's)."""
+        if seed not in self.baselines:
+            self.baselines[seed] = self.named[f"train/baseline/{seed}"] = self.training(BASELINE, seed)
+        return self.baselines[seed]
+
+    def source(self, g: str, c: int) -> None:
+        """Image source ``g`` of chain ``c``: a GAN (:meth:`generator`), the block-shuffled real canvases or a
+        draw from the unlabeled pool; then the chain's baseline scores on its images if a pseudo or SPL row
+        uses them."""
         sm = self.spec.sampling
         if g in GENERATORS:
-            self.generator(g)
+            self.generator(g, c)
+        elif g == REAL_SOURCE:
+            assert self.pool is not None
+            s_cfg = {"source": g, "gen_ratio": sm.gen_ratio, "count": sm.count, "seed": sm.seed + c}
+            self.samples[(g, c)] = self.name(f"samples/{g}", c, Step(
+                "samples", self.group, s_cfg, F.real_fn(s_cfg), {"pool": self.pool, "train": self.train_shards},
+                label=f"samples {g} (unlabeled pool) chain {c}"))
         else:
-            s_cfg = {"source": g, "grid": SHUFFLE_GRID, "gen_ratio": sm.gen_ratio, "count": sm.count, "seed": sm.seed}
-            self.samples[g] = self.named[f"samples/{g}"] = Step(
+            s_cfg = {"source": g, "grid": SHUFFLE_GRID, "gen_ratio": sm.gen_ratio, "count": sm.count,
+                     "seed": sm.seed + c}
+            self.samples[(g, c)] = self.name(f"samples/{g}", c, Step(
                 "samples", self.group, s_cfg, F.shuffled_fn(s_cfg), {"train": self.train_shards},
-                label=f"samples {g} (block-shuffled real canvases)")
+                label=f"samples {g} (block-shuffled real canvases) chain {c}"))
         if any(parse_row_id(r)[:2] in ((rule, g) for rule in NEEDS_SCORES) for r in self.spec.rows):
-            self.scores[g] = self.named[f"predict/{g}"] = Step(
+            self.scores[(g, c)] = self.name(f"predict/{g}", c, Step(
                 "predict", self.group, {"what": "baseline scores of generated images"},
-                F.predict_fn(self.spec.predict_batch), {"model": self.baseline0, "data": self.samples[g]},
-                label=f"baseline scores on {g} samples")
+                F.predict_fn(self.spec.predict_batch), {"model": self.baseline(c), "data": self.samples[(g, c)]},
+                label=f"baseline {c} scores on {g} samples"))
 
-    def generator(self, g: str) -> None:
-        """GAN ``g`` and its samples."""
+    def generator(self, g: str, c: int) -> None:
+        """GAN ``g`` of chain ``c`` (seed: the preset's + ``c``) and its samples (``sampling.seed + c``)."""
         spec = self.spec
         gan_cfg = F.resolve_gan(g, _preset_source(spec.gan[g], spec), spec.gan[g].overrides, spec.path)
-        gan = self.named[f"gan/{g}"] = Step("gan", self.group, F.gan_hash_config(gan_cfg), F.gan_fn(gan_cfg),
-                                            {"train": self.train_shards}, label=f"GAN {g}")
+        gan_cfg = replace(gan_cfg, seed=gan_cfg.seed + c)
+        gan = self.gans[(g, c)] = self.name(f"gan/{g}", c, Step(
+            "gan", self.group, F.gan_hash_config(gan_cfg), F.gan_fn(gan_cfg), {"train": self.gan_data},
+            label=f"GAN {g} chain {c}"))
         sm = spec.sampling
-        s_cfg = {"gen_ratio": sm.gen_ratio, "count": sm.count, "seed": sm.seed}
-        self.samples[g] = self.named[f"samples/{g}"] = Step(
+        s_cfg = {"gen_ratio": sm.gen_ratio, "count": sm.count, "seed": sm.seed + c}
+        self.samples[(g, c)] = self.name(f"samples/{g}", c, Step(
             "samples", self.group, s_cfg, F.samples_fn(s_cfg, sm.batch), {"gan": gan, "train": self.train_shards},
-            label=f"samples {g}")
+            label=f"samples {g} chain {c}"))
 
-    def label_file(self, rule: str, g: str) -> None:
-        """The label file of ``rule`` for the samples of ``g``."""
+    def label_file(self, rule: str, g: str, c: int) -> None:
+        """The label file of ``rule`` for the samples of ``g`` in chain ``c`` (random rule: ``labeling.seed + c``)."""
         lab = self.spec.labeling
         l_cfg = {"rule": rule, "k": lab.k, "spl_input": lab.spl_input, "temperature": lab.temperature,
-                 "seed": lab.seed}
-        inputs = {"generated": self.samples[g]}
+                 "seed": lab.seed + c}
+        inputs = {"generated": self.samples[(g, c)]}
         if rule in NEEDS_SCORES:
-            inputs["scores"] = self.scores[g]
-        self.labels[(rule, g)] = self.named[f"labels/{rule}/{g}"] = Step(
-            "labels", self.group, l_cfg, F.labels_fn(l_cfg), inputs, label=f"{rule} labels for {g}")
+            inputs["scores"] = self.scores[(g, c)]
+        self.labels[(rule, g, c)] = self.name(f"labels/{rule}/{g}", c, Step(
+            "labels", self.group, l_cfg, F.labels_fn(l_cfg), inputs, label=f"{rule} labels for {g} chain {c}"))
 
-    def row(self, plan: Plan, row: str, seeds: int, only: Sequence[str]) -> None:
+    def row(self, plan: Plan, row: str, seeds: Sequence[int], only: Sequence[str]) -> None:
         """The trainings and metrics of one row for every seed."""
         rid = parse_row_id(row)
         m_base = {"table": self.spec.name, "fingerprint": self.spec.fingerprint(),
                   "convention": self.spec.metrics.convention, "top3": self.spec.metrics.top3}
-        for seed in range(seeds):
+        for seed in seeds:
+            c = self.chain(seed)
             if rid.matched:
                 t = self.training(row, seed, matched=True)
             elif rid.source is None:
-                t = self.baseline0 if seed == 0 else self.training(row, seed)
+                t = self.baseline(seed)
             else:
-                t = self.training(row, seed, self.samples[rid.source], self.labels[(rid.method, rid.source)],
+                t = self.training(row, seed, self.samples[(rid.source, c)], self.labels[(rid.method, rid.source, c)],
                                   weight=rid.weight)
             m_cfg = {**m_base, "row": row, "seed": seed}
             m = Step("metrics", self.group, m_cfg, F.metrics_fn(m_cfg), {"model": t, "test": self.test_shards},
@@ -228,60 +293,69 @@ class _Planner:
                 plan.targets.append(m)
 
     def gallery(self, plan: Plan, g: str) -> None:
-        """The gallery of ``g``'s samples with their SPL and smooth labels (when those rows exist)."""
-        inputs = {"samples": self.samples[g]}
+        """The gallery of ``g``'s samples (first chain) with their SPL and smooth labels (when those rows exist)."""
+        c = self.seed_start
+        inputs = {"samples": self.samples[(g, c)]}
         for rule in ("spl", "smooth"):
-            if (rule, g) in self.labels:
-                inputs[rule] = self.labels[(rule, g)]
+            if (rule, g, c) in self.labels:
+                inputs[rule] = self.labels[(rule, g, c)]
         if len(inputs) > 1:
             n = self.spec.gallery
             gal = self.named[f"gallery/{g}"] = Step("gallery", self.group, {"n": n, "generator": g},
                                                     F.gallery_fn(n, g), inputs, label=f"gallery {g}")
             plan.targets.append(gal)
 
-    def quality(self, plan: Plan, g: str) -> None:
-        """GAN ``g``'s quality measured with the baseline's seed-0 training (the labeler of its samples)."""
+    def quality(self, plan: Plan, g: str, c: int) -> None:
+        """GAN ``g``'s quality in chain ``c``, measured with the chain's labeler (the baseline's seed-c training)."""
         q = self.spec.quality
         cfg = {"n": q.n, "seed": q.seed, "batch": self.spec.sampling.batch, "generator": g}
-        step = self.named[f"quality/{g}"] = Step(
+        step = self.name(f"quality/{g}", c, Step(
             "quality", self.group, cfg, F.quality_fn(cfg),
-            {"gan": self.named[f"gan/{g}"], "classifier": self.baseline0, "samples": self.samples[g]},
-            label=f"quality of {g} samples")
+            {"gan": self.gans[(g, c)], "classifier": self.baseline(c), "samples": self.samples[(g, c)]},
+            label=f"quality of {g} samples chain {c}"))
         plan.targets.append(step)
 
 
 def plan_experiment(spec: ExperimentSpec, *, data_root: str | Path | None = None, seeds: int = 1,
-                    only: Sequence[str] = (), check_data: bool = True) -> Plan:
+                    only: Sequence[str] = (), check_data: bool = True, seed_start: int = 0) -> Plan:
     """Build the step graph of ``spec`` (module docstring); nothing runs, every preset is resolved.
 
-    ``seeds`` repeats each row's training with seeds 0 … seeds−1; ``only`` restricts the targets
+    ``seeds`` repeats each row's training with seeds ``seed_start`` … ``seed_start + seeds − 1`` (the
+    replicates; with ``gan.per_replicate`` each with its own GAN chain); ``only`` restricts the targets
     to those rows (their dependencies are planned too; no gallery, no quality step).
     ``check_data=False`` skips the data-root check, for a plan that only locates finished run
     directories (the report page, :mod:`replication.report.page`); such a plan must not be executed.
     """
     if seeds < 1:
         raise ConfigError(f"{spec.path}: --seeds must be ≥ 1, got {seeds}")
+    if seed_start < 0:
+        raise ConfigError(f"{spec.path}: --seed-start must be ≥ 0, got {seed_start}")
     for r in only:
         if r not in spec.rows:
             raise ConfigError(f"{spec.path}: --only {r!r} is not a row of this spec ({', '.join(spec.rows)})")
     root = Path(data_root) if data_root is not None else None
-    planner = _Planner(spec, _check_data_root(spec, root) if check_data else root)
+    planner = _Planner(spec, _check_data_root(spec, root) if check_data else root, seed_start)
     _check_weights(spec, planner.train_base.data.generated_weight)
-    for g in spec.sources:
-        planner.source(g)
+    replicates = list(range(seed_start, seed_start + seeds))
+    chains = sorted({planner.chain(s) for s in replicates})
+    planner.baseline(seed_start)  # the first labeler, planned first (as before replicates had chains)
+    for c in chains:
+        for g in spec.sources:
+            planner.source(g, c)
+        for row in spec.rows:
+            rid = parse_row_id(row)
+            if rid.source is not None and (rid.method, rid.source, c) not in planner.labels:
+                planner.label_file(rid.method, rid.source, c)
+    plan = Plan(spec=spec, seeds=seeds, targets=[], named=planner.named, seed_start=seed_start)
     for row in spec.rows:
-        rid = parse_row_id(row)
-        if rid.source is not None and (rid.method, rid.source) not in planner.labels:
-            planner.label_file(rid.method, rid.source)
-    plan = Plan(spec=spec, seeds=seeds, targets=[], named=planner.named)
-    for row in spec.rows:
-        planner.row(plan, row, seeds, only)
+        planner.row(plan, row, replicates, only)
     if not only and spec.gallery > 0:
         for g in spec.sources:
             planner.gallery(plan, g)
     if not only and spec.quality.enabled:
-        for g in spec.generators:
-            planner.quality(plan, g)
+        for c in chains:
+            for g in spec.generators:
+                planner.quality(plan, g, c)
     return plan
 
 
@@ -307,9 +381,10 @@ class ExperimentResult:
 
 
 def run_experiment(spec: ExperimentSpec, *, runs: str | Path = "runs", data_root: str | Path | None = None,
-                   seeds: int = 1, only: Sequence[str] = (), progress: bool = True) -> ExperimentResult:
+                   seeds: int = 1, only: Sequence[str] = (), progress: bool = True,
+                   seed_start: int = 0) -> ExperimentResult:
     """Plan ``spec`` and execute every step not yet done under ``runs`` (see :func:`plan_experiment`)."""
-    plan = plan_experiment(spec, data_root=data_root, seeds=seeds, only=only)
+    plan = plan_experiment(spec, data_root=data_root, seeds=seeds, only=only, seed_start=seed_start)
     steps = plan.steps
     todo = sum(1 for s in steps if not s.is_done(Path(runs)))
     log.info("%s: %d steps, %d to run, under %s", spec.path, len(steps), todo, runs)

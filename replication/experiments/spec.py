@@ -18,9 +18,18 @@ Decisions (docs/experiments.md):
 
 * **M, the number of generated images**, is ``round(gen_ratio × N_real_train)`` with
   ``gen_ratio = 1`` by default (the paper does not state M; docs/classifier.md#recipe); ``sampling.count`` fixes it.
-* **One GAN, one sample set, one baseline labeler per table.** ``--seeds N`` repeats only the
-  classifier trainings (seed i = 0 … N−1); the GANs, their samples, the "pre-trained model"
-  (the baseline row's training with seed 0) and the label files are shared by all seeds.
+* **Replicates include the generator** (issue #19; ``gan.per_replicate``, on by default). Replicate i
+  (seed i = S … S+N−1 for ``--seed-start S --seeds N``) is the whole chain with seed i: each GAN trained
+  with seed ``preset seed + i``, its M samples drawn with ``sampling.seed + i``, the baseline's seed-i
+  training as the labeler of those samples, the label files (random rule: ``labeling.seed + i``) and
+  every row's classifier i; so a paired difference (row i − baseline i) carries the generator's
+  variance. Replicate 0 keeps the keys of the shared chain. ``per_replicate: false`` is the earlier
+  plan: one GAN, one sample set, one labeler (the baseline's seed-S training) and one set of label files
+  shared by all seeds; the report then says its intervals exclude the generator.
+* **The unlabeled pool** (issue #19; ``gan.data``): with ``dataset.train_count = N`` the training
+  canvases outside the labelled N are a pool whose labels no step reads (:mod:`replication.data.pool`).
+  ``gan.data: all`` (default) trains the GANs on the labelled images and the pool; ``labelled`` on
+  the N labelled images only (the paper's setting). ``<rule>/real`` rows draw M canvases from it.
 * **Metric values** are stored ×100 (percent) in each row's ``metrics.json``.
 * **GAN quality** (optional ``quality`` section, issue #13; docs/experiments.md#the-quality-step): each
   GAN's samples are measured (:mod:`replication.gan.quality_step`) in the features of the baseline's seed-0
@@ -50,9 +59,11 @@ from replication.vocabulary import (
     BAD_IMAGE_POLICIES,
     CONVENTIONS,
     DATASETS,
+    GAN_DATA,
     GENERATORS,
     IMAGE_SOURCES,
     METRIC_KEYS,
+    REAL_SOURCE,
     RULES,
     SPL_INPUTS,
     TOP3_RULES,
@@ -153,6 +164,22 @@ class QualitySpec:
 
 
 @dataclass(frozen=True)
+class GanOptions:
+    """How the GANs enter the replicates and what they train on (issue #19; the ``gan`` section's two option keys).
+
+    ``per_replicate``: a GAN (and its samples, labeler and label files) per replicate, else one shared by
+    all; ``data``: ``all`` (labelled + unlabeled pool) or ``labelled`` (:data:`~replication.vocabulary.GAN_DATA`).
+    """
+
+    per_replicate: bool = True
+    data: str = "all"
+
+
+#: The keys of the ``gan`` section that are options, not generators.
+GAN_OPTION_KEYS = tuple(f.name for f in fields(GanOptions))
+
+
+@dataclass(frozen=True)
 class PaperSpec:
     """The paper's numbers shown beside ours: CSV, caption, literature rows, and a note."""
 
@@ -181,7 +208,13 @@ class ExperimentSpec:
     gallery: int = 16  # images per generator in the gallery PNG (0 = none)
     pretrain: PretrainSpec | None = None
     quality: QualitySpec = QualitySpec()
+    gan_options: GanOptions = GanOptions()
     path: Path = field(default=Path("<dict>"), compare=False)
+
+    @property
+    def gan_data(self) -> str:
+        """What the GANs train on in effect: ``all`` only when there is a pool (``dataset.train_count`` set)."""
+        return "all" if self.gan_options.data == "all" and self.dataset.train_count is not None else "labelled"
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -219,6 +252,13 @@ class ExperimentSpec:
         }
         if self.pretrain is not None:  # only when set: the fingerprint of every spec without one stays
             payload["pretrain"] = asdict(self.pretrain)
+        options = {}  # only what differs from the earlier plan (one shared GAN on the labelled images)
+        if self.gan_options.per_replicate:
+            options["per_replicate"] = True
+        if self.gan_data == "all":
+            options["data"] = "all"
+        if options:
+            payload["gan_options"] = options
         blob = json.dumps(payload, sort_keys=True, default=list).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -395,7 +435,9 @@ def spec_from_dict(raw: Any, where: str | Path = "<dict>") -> ExperimentSpec:
     _check_choice(metrics.convention, CONVENTIONS, where, "metrics.convention")
     _check_choice(metrics.top3, TOP3_RULES, where, "metrics.top3")
 
-    gan_raw = _mapping(raw["gan"], where, "gan")
+    gan_raw = dict(_mapping(raw["gan"], where, "gan"))
+    gan_options = _build(GanOptions, {k: gan_raw.pop(k) for k in GAN_OPTION_KEYS if k in gan_raw}, where, "gan")
+    _check_choice(gan_options.data, GAN_DATA, where, "gan.data")
     for g in gan_raw:
         _check_choice(g, GENERATORS, where, "generator in gan")
     gan = {g: _preset(v, where, f"gan.{g}") for g, v in gan_raw.items()}
@@ -403,6 +445,9 @@ def spec_from_dict(raw: Any, where: str | Path = "<dict>") -> ExperimentSpec:
         gen = parse_row_id(r).source
         if gen in GENERATORS and gen not in gan:
             raise _err(where, f"row {r!r} needs a 'gan.{gen}' preset")
+        if gen == REAL_SOURCE and dataset.train_count is None:
+            raise _err(where, f"row {r!r} draws from the unlabeled pool, which needs dataset.train_count "
+                              "(the labelled N; the rest of the training split is the pool)")
 
     train = _preset(raw["train"], where, "train")
 
@@ -425,6 +470,7 @@ def spec_from_dict(raw: Any, where: str | Path = "<dict>") -> ExperimentSpec:
         gallery=int(raw.get("gallery", 16)),
         pretrain=_pretrain(raw.get("pretrain"), where),
         quality=quality,
+        gan_options=gan_options,
         path=where,
     )
     _check_paper(spec)
@@ -457,6 +503,7 @@ def with_train_overrides(spec: ExperimentSpec, sets: tuple[str, ...] | list[str]
 
 __all__ = ["with_train_overrides",
     "ExperimentSpec", "DatasetSpec", "PresetSpec", "PretrainSpec", "PRETRAIN_SOURCES",
-    "SamplingSpec", "LabelingSpec", "MetricsSpec", "PaperSpec", "QualitySpec", "QUALITY_N",
+    "SamplingSpec", "LabelingSpec", "MetricsSpec", "PaperSpec", "QualitySpec", "QUALITY_N", "GanOptions",
+    "GAN_OPTION_KEYS",
     "load_spec", "spec_from_dict",
 ]

@@ -6,7 +6,10 @@ directories. Outputs inside a run directory:
 
 * ``shards-*/data/`` and ``samples-*/data/`` — shard sets (a subfolder, since a shard writer
   owns its folder); a ``samples`` step of the non-GAN source ``shuffled`` writes block-shuffled
-  real canvases (:func:`shuffled_fn`) instead of a GAN's samples;
+  real canvases (:func:`shuffled_fn`) instead of a GAN's samples, one of the source ``real`` M
+  canvases drawn from the unlabeled pool (:func:`real_fn`);
+* ``view-*/data/`` — an unlabeled view of the training split (:func:`view_fn`): the pool outside the
+  labelled N, or the labelled images and the pool together (what the GANs train on with ``gan.data: all``);
 * ``gan-*/run/`` — what :func:`replication.gan.run.train_gan` writes (config, checkpoint, sample grids);
 * ``predict-*/preds.npz``, ``labels-*/labels.h5``;
 * ``train-*/`` and ``pretrain-*/`` — :func:`replication.train.train`'s outputs (``model.pt``,
@@ -35,6 +38,7 @@ import numpy as np
 from replication import config as C
 from replication.data.build import build_shards
 from replication.data.outliers import block_shuffle, source_order
+from replication.data.pool import write_image_view, write_real_draw
 from replication.data.shards import SOURCE_GENERATED, ShardSet, ShardWriter
 from replication.errors import ConfigError, ShardError
 from replication.experiments.steps import StepFn, clear_partial
@@ -265,6 +269,31 @@ def shuffled_fn(cfg: Mapping[str, Any]) -> StepFn:
                 w.add(np.ascontiguousarray(image), label=None, key=f"shuffled-s{seed}-{i:07d}",
                       source=SOURCE_GENERATED)
         real.close()
+
+    return fn
+
+
+def view_fn(which: str) -> StepFn:
+    """Write the unlabeled view ``which`` (``pool`` or ``all``) of the full training split ``inputs['full']``
+    minus the labelled set ``inputs['labelled']`` into ``out/data`` (:func:`replication.data.pool.write_image_view`;
+    no label is read)."""
+
+    def fn(out: Path, inputs: Mapping[str, Path], resume: bool) -> None:
+        clear_partial(out)
+        write_image_view(inputs["full"] / DATA, inputs["labelled"] / DATA, out / DATA, which)
+
+    return fn
+
+
+def real_fn(cfg: Mapping[str, Any]) -> StepFn:
+    """Draw M = :func:`sample_count` (N: the labelled ``inputs['train']``) canvases of the unlabeled pool
+    ``inputs['pool']`` with seed ``cfg['seed']`` into ``out/data`` (the ``real`` ceiling rows, issue #19;
+    :func:`replication.data.pool.write_real_draw`: images only, their labels are never read)."""
+
+    def fn(out: Path, inputs: Mapping[str, Path], resume: bool) -> None:
+        clear_partial(out)
+        n = sample_count(cfg, len(ShardSet(inputs["train"] / DATA)))
+        write_real_draw(inputs["pool"] / DATA, n, cfg["seed"], out / DATA)
 
     return fn
 

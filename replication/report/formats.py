@@ -119,6 +119,8 @@ def _legend(table: Table) -> list[str]:
     ]
     if table.has_controls:
         lines.append(CONTROL_NOTE)
+    if spec.generators:
+        lines.append(REPLICATES_NOTE if spec.gan_options.per_replicate else SHARED_GAN_NOTE)
     if spec.paper.note:
         lines.append(f"**Note:** {spec.paper.note}")
     return lines
@@ -133,16 +135,28 @@ CONTROL_NOTE = (
 )
 
 
+#: The legend line on what a replicate is (issue #19): with ``gan.per_replicate`` the generator is inside it.
+REPLICATES_NOTE = ("Replicates: seed i is the whole chain — GAN i, its samples, baseline i as their labeler, the label "
+                   "files and every row's classifier i — so the intervals include the generator's variance.")
+SHARED_GAN_NOTE = ("**Replicates share one GAN** (`gan.per_replicate: false`): its samples and label files are the "
+                   "same for every seed, so the intervals cover the classifier's seeds only and **exclude the "
+                   "generator's variance**; a verdict may change with the GAN's seed.")
+
+
 def format_verdict(table: Table) -> str:
     """The plain-language paragraph on the paper's claims (Markdown), from the table's paired mAP results.
 
     With control rows it is followed by their section, one sentence per comparison
-    (:func:`replication.report.statistics.control_paragraph`).
+    (:func:`replication.report.statistics.control_paragraph`), and with ``real`` rows by the real
+    ceiling's section (:func:`replication.report.statistics.ceiling_paragraph`).
     """
     if table.claim_group is None:
         return ""
     text = verdict_paragraph(table.claims, table.claim_group, DELTA_METRIC)
-    return f"{text}\n{table.controls}" if table.controls else text
+    for section in (table.controls, table.ceiling):
+        if section:
+            text = f"{text}\n{section}"
+    return text
 
 
 def format_markdown(table: Table, *, verdict: bool = True) -> str:
@@ -302,7 +316,7 @@ FORMATTERS = {"md": format_markdown, "csv": format_csv, "tex": format_latex}
 
 
 __all__ = [
-    "FORMATS", "DASH", "FORMATTERS", "CONTROL_NOTE", "TEX_CONTROL_NOTE", "num1", "num2", "mean_std_text",
-    "delta_interval", "md_row", "csv_text", "delta_text", "verdict_text", "format_verdict", "format_markdown",
-    "format_csv", "format_latex",
+    "FORMATS", "DASH", "FORMATTERS", "CONTROL_NOTE", "REPLICATES_NOTE", "SHARED_GAN_NOTE", "TEX_CONTROL_NOTE",
+    "num1", "num2", "mean_std_text", "delta_interval", "md_row", "csv_text", "delta_text", "verdict_text",
+    "format_verdict", "format_markdown", "format_csv", "format_latex",
 ]

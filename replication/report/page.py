@@ -21,6 +21,7 @@ from replication.experiments.spec import ExperimentSpec
 from replication.experiments.stepfns import GALLERY, QUALITY_FILE, REAL_GRID, SAMPLE_GRID
 from replication.experiments.steps import DONE
 from replication.report.formats import DASH, format_markdown, md_row
+from replication.report.statistics import mean_std
 from replication.report.table import DELTA_METRIC, Table
 from replication.vocabulary import GEN_LABELS, SOURCE_LABELS
 
@@ -43,13 +44,15 @@ class StepTimes:
 class Report:
     """What the report page shows beside the table, read from the spec's finished run directories.
 
-    ``quality``: generator → its quality step's ``quality.json``; ``real_grids`` / ``sample_grids``:
-    generator → the GAN's training-image grid / the grid of its first samples; ``galleries``: image
-    source → the gallery PNG; ``times``: one :class:`StepTimes` per step kind, in plan order. Paths
-    are in the run directories (copied next to the page by :func:`write_table`).
+    ``quality``: generator → its quality step's ``quality.json`` (the first replicate's chain);
+    ``quality_replicates``: generator → replicate seed → that chain's ``quality.json``; ``real_grids`` /
+    ``sample_grids``: generator → the GAN's training-image grid / the grid of its first samples;
+    ``galleries``: image source → the gallery PNG; ``times``: one :class:`StepTimes` per step kind, in
+    plan order. Paths are in the run directories (copied next to the page by :func:`write_table`).
     """
 
     quality: dict[str, dict] = field(default_factory=dict)
+    quality_replicates: dict[str, dict[int, dict]] = field(default_factory=dict)  # generator → chain → record
     real_grids: dict[str, Path] = field(default_factory=dict)
     sample_grids: dict[str, Path] = field(default_factory=dict)
     galleries: dict[str, Path] = field(default_factory=dict)
@@ -67,11 +70,11 @@ def _done_seconds(path: Path) -> float | None:
         return 0.0
 
 
-def load_report(spec: ExperimentSpec, runs: str | Path = "runs", seeds: int = 1) -> Report:
-    """The :class:`Report` of ``spec`` under ``runs``: the spec is planned (``seeds`` seeds, no data-root
-    check) to locate its step directories; only finished steps (``done`` present) are read."""
+def load_report(spec: ExperimentSpec, runs: str | Path = "runs", seeds: int = 1, seed_start: int = 0) -> Report:
+    """The :class:`Report` of ``spec`` under ``runs``: the spec is planned (``seeds`` seeds from ``seed_start``,
+    no data-root check) to locate its step directories; only finished steps (``done`` present) are read."""
     runs = Path(runs)
-    plan = plan_experiment(spec, seeds=max(1, seeds), check_data=False)
+    plan = plan_experiment(spec, seeds=max(1, seeds), check_data=False, seed_start=seed_start)
     named = plan.named
 
     def finished(key: str, rel: str) -> Path | None:
@@ -82,16 +85,20 @@ def load_report(spec: ExperimentSpec, runs: str | Path = "runs", seeds: int = 1)
         return f if f.is_file() else None
 
     quality: dict[str, dict] = {}
+    replicates: dict[str, dict[int, dict]] = {}
     real_grids: dict[str, Path] = {}
     sample_grids: dict[str, Path] = {}
     galleries: dict[str, Path] = {}
     for g in spec.generators:
-        q = finished(f"quality/{g}", QUALITY_FILE)
-        if q is not None:
-            try:
-                quality[g] = json.loads(q.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"{q}: malformed JSON ({e.msg})") from None
+        for seed in plan.replicates:  # the chain of each replicate (one shared chain without gan.per_replicate)
+            q = finished(f"quality/{g}/{seed}", QUALITY_FILE)
+            if q is not None:
+                try:
+                    replicates.setdefault(g, {})[seed] = json.loads(q.read_text(encoding="utf-8"))
+                except json.JSONDecodeError as e:
+                    raise ConfigError(f"{q}: malformed JSON ({e.msg})") from None
+        if plan.seed_start in replicates.get(g, {}):
+            quality[g] = replicates[g][plan.seed_start]
         for target, key, rel in ((real_grids, f"gan/{g}", REAL_GRID), (sample_grids, f"samples/{g}", SAMPLE_GRID)):
             f = finished(key, rel)
             if f is not None:
@@ -108,7 +115,7 @@ def load_report(spec: ExperimentSpec, runs: str | Path = "runs", seeds: int = 1)
         done = [(sec, label) for sec, label in entries if sec is not None]
         longest = max(done, default=(0.0, ""))
         times.append(StepTimes(kind, len(entries), len(done), sum(sec for sec, _ in done), *longest))
-    return Report(quality, real_grids, sample_grids, galleries, tuple(times))
+    return Report(quality, replicates, real_grids, sample_grids, galleries, tuple(times))
 
 
 #: The columns of the GAN quality table: (header, quality.json path, format).
@@ -146,26 +153,55 @@ def quality_cell(record: Mapping, path: tuple[str, ...], fmt: str) -> str:
     return text
 
 
-def format_quality(spec: ExperimentSpec, quality: Mapping[str, Mapping]) -> str:
-    """The Markdown table of the GANs' sample quality (one row per generator with a finished quality step)."""
+def format_quality(spec: ExperimentSpec, quality: Mapping[str, Mapping],
+                   replicates: Mapping[str, Mapping[int, Mapping]] | None = None) -> str:
+    """The Markdown table of the GANs' sample quality (one row per generator with a finished quality step).
+
+    With ``replicates`` (generator → chain → record) holding several chains of a generator: one row per
+    replicate's GAN and a row with the mean ± std over them (:func:`quality_summary`).
+    """
     if not quality:
         return ""
+    replicates = replicates or {}
     heads = ["Generator", "GAN iterations", "Samples / real"] + [h for h, _, _ in QUALITY_COLUMNS]
     out = [md_row(heads), "|---|" + "---:|" * (len(heads) - 1)]
     for g in spec.generators:
         rec = quality.get(g)
         if rec is None:
             continue
-        cells = [GEN_LABELS.get(g, g), str(rec.get("iteration", DASH)),
-                 f"{rec.get('n_generated', DASH)} / {rec.get('n_real', DASH)}"]
-        cells += [quality_cell(rec, path, fmt) for _, path, fmt in QUALITY_COLUMNS]
-        out.append(md_row(cells))
+        reps = replicates.get(g, {})
+        if len(reps) < 2:
+            out.append(md_row(_quality_cells(GEN_LABELS.get(g, g), rec)))
+            continue
+        for seed, r in sorted(reps.items()):
+            out.append(md_row(_quality_cells(f"{GEN_LABELS.get(g, g)}, replicate {seed}", r)))
+        out.append(md_row([f"**{GEN_LABELS.get(g, g)}, mean ± std ({len(reps)} GANs)**", DASH, DASH]
+                          + quality_summary(list(reps.values()))))
     return "\n".join(out) + "\n"
 
 
+def _quality_cells(label: str, rec: Mapping) -> list[str]:
+    """One row of the quality table: the label, the GAN's iterations, the sample counts and the measures."""
+    cells = [label, str(rec.get("iteration", DASH)), f"{rec.get('n_generated', DASH)} / {rec.get('n_real', DASH)}"]
+    return cells + [quality_cell(rec, path, fmt) for _, path, fmt in QUALITY_COLUMNS]
+
+
+def quality_summary(records: list[Mapping]) -> list[str]:
+    """One cell per :data:`QUALITY_COLUMNS`: mean ± sample std of the value over the replicates' GANs."""
+    cells = []
+    for _, path, fmt in QUALITY_COLUMNS:
+        vals = [v for v in (_get(r, path) for r in records) if v is not None]
+        if not vals:
+            cells.append(DASH)
+            continue
+        mean, std = mean_std(vals)
+        cells.append(fmt.format(mean) + (f" ± {fmt.format(std)}" if std is not None else ""))
+    return cells
+
+
 QUALITY_LEGEND = (
-    "Each GAN's samples against its real training images, both passed through the baseline's seed-0 "
-    "classifier (the model that labels the samples; features: the input of its final linear layer): "
+    "Each GAN's samples against its real training images, both passed through the baseline's classifier of "
+    "the same replicate (the model that labels the samples; features: the input of its final linear layer): "
     "Fréchet distance and kernel inception distance (± std over subsets; lower is closer), k-NN precision "
     "(samples inside the real images' manifold) and recall (real images covered by the samples' manifold; "
     "k = 3), and the classifier's label statistics on the samples with the real images' value in "
@@ -209,7 +245,8 @@ def format_report(table: Table, report: Report | None = None, figures: Mapping[s
     figures, images = dict(figures or {}), dict(images or {})
     out = [format_markdown(table).rstrip("\n")]
     if report is not None and report.quality:
-        out += ["", "## GAN sample quality", "", QUALITY_LEGEND, "", format_quality(spec, report.quality).rstrip("\n")]
+        out += ["", "## GAN sample quality", "", QUALITY_LEGEND, "",
+                format_quality(spec, report.quality, report.quality_replicates).rstrip("\n")]
     grids = [g for g in spec.generators if ("real", g) in images or ("samples", g) in images]
     if grids:
         out += ["", "## Generated images beside real ones", "",
@@ -250,5 +287,5 @@ def format_report(table: Table, report: Report | None = None, figures: Mapping[s
 
 __all__ = [
     "StepTimes", "Report", "load_report", "QUALITY_COLUMNS", "QUALITY_LEGEND", "quality_cell", "format_quality",
-    "format_times", "format_report",
+    "quality_summary", "format_times", "format_report",
 ]

@@ -2,10 +2,11 @@
 
 :func:`render_spec` is ``spl tables render`` without the printing: load the table
 (:func:`replication.report.table.load_table`) and the report (:func:`replication.report.page.load_report`)
-from the run directories, then :func:`write_table`. Outputs: ``<name>.md``, ``.csv``, ``.tex``
-(:mod:`replication.report.formats`), ``<name>_map.png``, ``<name>_delta.png`` and, with λ rows,
-``<name>_lambda.png`` (:mod:`replication.report.figures`), and the run-directory images copied into
-``<name>_files/``.
+from the run directories (one seed set of them with ``seeds``), then :func:`write_table`. Outputs:
+``<name>.md``, ``.csv``, ``.tex`` (:mod:`replication.report.formats`), ``<name>_map.png``,
+``<name>_delta.png`` and, with λ rows, ``<name>_lambda.png`` (:mod:`replication.report.figures`), and
+the run-directory images copied into ``<name>_files/``. :func:`reproduction_report` is ``spl tables
+reproduce`` without the writing: every verdict compared between seed sets (issue #19).
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from replication.io_utils import atomic_write, atomic_write_text
 from replication.report.figures import plot_delta, plot_lambda, plot_map
 from replication.report.formats import FORMATS, FORMATTERS
 from replication.report.page import Report, format_report, load_report
-from replication.report.table import Table, load_table, table_seeds
+from replication.report.statistics import all_verdicts, compare_verdicts, format_reproduction
+from replication.report.table import Table, collect_results, load_table, metric_by_seed, table_seeds
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -75,12 +77,36 @@ def write_table(table: Table, out_dir: str | Path = "tables/out", formats: Itera
 
 
 def render_spec(spec: ExperimentSpec, runs: str | Path = "runs", out_dir: str | Path = "tables/out",
-                formats: Iterable[str] = FORMATS, *, plot: bool = True) -> dict[str, Path]:
+                formats: Iterable[str] = FORMATS, *, plot: bool = True, seeds: int | None = None,
+                seed_start: int = 0) -> dict[str, Path]:
     """Render ``spec`` from the run directories under ``runs`` into ``out_dir``: the table and its report page
-    (:func:`load_table`, :func:`load_report`, :func:`write_table`)."""
-    table = load_table(spec, runs)
-    return write_table(table, out_dir, formats, plot=plot, report=load_report(spec, runs, table_seeds(table)))
+    (:func:`load_table`, :func:`load_report`, :func:`write_table`). ``seeds``: only the seed set
+    ``seed_start`` … ``seed_start + seeds − 1`` (None: every seed found, planned from ``seed_start``)."""
+    chosen = None if seeds is None else range(seed_start, seed_start + seeds)
+    table = load_table(spec, runs, chosen)
+    n = table_seeds(table) if seeds is None else seeds
+    return write_table(table, out_dir, formats, plot=plot, report=load_report(spec, runs, n, seed_start))
+
+
+def reproduction_report(spec: ExperimentSpec, runs: str | Path, seeds: int, seed_sets: Iterable[int]) -> str:
+    """The reproduction check of issue #19 (Markdown): every verdict of the report on each seed set (``seeds``
+    seeds from each start in ``seed_sets``, all under one ``runs``), compared with the first set's
+    (:func:`replication.report.statistics.all_verdicts`, :func:`~replication.report.statistics.compare_verdicts`).
+    A verdict that differs between two sets is unstable."""
+    starts = list(seed_sets)
+    if len(starts) < 2:
+        raise ConfigError(f"{spec.path}: the reproduction check needs at least two seed sets, got {starts}")
+    sets = {s: range(s, s + seeds) for s in starts}
+    if any(set(sets[a]) & set(sets[b]) for a in starts for b in starts if a < b):
+        raise ConfigError(f"{spec.path}: seed sets {starts} with {seeds} seeds each overlap; use disjoint sets")
+    verdicts = {s: all_verdicts(metric_by_seed(collect_results(spec, runs, r)), spec.rows) for s, r in sets.items()}
+    names = {s: f"seeds {r.start}–{r.stop - 1}" for s, r in sets.items()}
+    out = [f"# Reproduction check: {spec.title}", ""]
+    for s in starts[1:]:
+        out += [f"## {names[starts[0]]} against {names[s]}", "",
+                format_reproduction(compare_verdicts(verdicts[starts[0]], verdicts[s]), (names[starts[0]], names[s]))]
+    return "\n".join(out)
 
 
 
-__all__ = ["write_table", "render_spec"]
+__all__ = ["write_table", "render_spec", "reproduction_report"]

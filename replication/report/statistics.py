@@ -3,7 +3,9 @@
 Pure functions on numbers; no files. The table renderer (``replication/report/``) uses them for
 the mean ± std of every cell, the paired Δ mAP of each row against the baseline with its 95%
 confidence interval and verdict, the verdict on the paper's claims, and one sentence per comparison
-that a control row (issue #13, beyond the paper) answers (:func:`control_paragraph`).
+that a control row (issue #13, beyond the paper) answers (:func:`control_paragraph`), each GAN row
+against its rule's ``real`` ceiling (issue #19, :func:`ceiling_paragraph`), and the agreement of the
+verdicts of two seed sets (:func:`all_verdicts`, :func:`compare_verdicts`).
 
 * **Pairing.** Seed i of a row is paired with seed i of the reference row (the baseline, or the
   other side of a claim): the spec's seed i gives every row the same initialisation and the same
@@ -11,6 +13,9 @@ that a control row (issue #13, beyond the paper) answers (:func:`control_paragra
   Only seeds present in both rows are paired.
 * **Confidence interval.** For the n paired differences d_i: mean d̄, sample std s (ddof = 1),
   95% CI = d̄ ± t_{0.975, n−1} · s / √n, with the t quantile of :func:`t_quantile_975`.
+* **Replicates.** With ``gan.per_replicate`` (issue #19) seed i is the whole chain — GAN, samples,
+  labeler, label files and classifier — so the paired differences carry the generator's variance;
+  without it they cover the classifier's seeds only.
 * **Verdict.** "better" if the whole CI lies above 0, "worse" if it lies wholly below 0, "no
   detectable difference" if it contains 0; "n/a" with fewer than 2 paired seeds (one difference
   gives no estimate of its spread, so no interval can be formed).
@@ -26,7 +31,16 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from replication.vocabulary import BASELINE, BEYOND_PAPER_MARK, GEN_LABELS, GENERATORS, parse_row_id, row_label
+from replication.vocabulary import (
+    BASELINE,
+    BEYOND_PAPER_MARK,
+    CEILING_SOURCES,
+    GEN_LABELS,
+    GENERATORS,
+    REAL_SOURCE,
+    parse_row_id,
+    row_label,
+)
 
 #: Two-sided 95% quantiles of Student's t, t_{0.975, df} for df = 1 … 30 (index df − 1).
 T975_TABLE: tuple[float, ...] = (
@@ -319,7 +333,7 @@ def control_comparisons(rows: Sequence[str]) -> list[tuple[str, str, str]]:
     out: list[tuple[str, str, str]] = []
     for row in rows:
         rid = parse_row_id(row)
-        if not rid.control:
+        if not rid.control or rid.source in CEILING_SOURCES:  # the real ceiling has its own section
             continue
         if rid.matched:
             out.append((row, BASELINE, "more iterations alone"))
@@ -365,7 +379,149 @@ def control_paragraph(values: Mapping[str, Mapping[int, float]], rows: Sequence[
     return "\n".join(lines) + "\n"
 
 
+# ------------------------------------------------------------------------------------ the real ceiling (issue #19)
+
+CEILING_HEADING = "## The real ceiling (beyond the paper)"
+
+
+def ceiling_comparisons(rows: Sequence[str]) -> list[tuple[str, str, str]]:
+    """The comparisons the ``<rule>/real`` rows of ``rows`` answer: ``(row A, row B, what A − B tests)``.
+
+    Per rule with a ``real`` row: the ceiling vs the baseline (what M real unlabeled canvases labelled by
+    the rule add), then each plain ``<rule>/<GAN>`` row vs the ceiling (how far the GAN is from it).
+    """
+    out: list[tuple[str, str, str]] = []
+    for row in rows:
+        rid = parse_row_id(row)
+        if rid.source != REAL_SOURCE or rid.weight is not None:
+            continue
+        out.append((row, BASELINE, "the ceiling: real unlabeled canvases instead of generated ones"))
+        out += [(f"{rid.method}/{g}", row, "the GAN against the ceiling") for g in GENERATORS
+                if f"{rid.method}/{g}" in rows]
+    return out
+
+
+def ceiling_share(gan: Mapping[int, float], real: Mapping[int, float], baseline: Mapping[int, float]) -> float | None:
+    """How much of the ceiling's gain the GAN row reaches: ``mean(gan − baseline) / mean(real − baseline)``.
+
+    Over the seeds the three rows share. None when they share none, or when the ceiling's mean gain is not
+    positive (then there is no gain to share, and the ratio would mislead).
+    """
+    seeds = sorted(set(gan) & set(real) & set(baseline))
+    if not seeds:
+        return None
+    ceiling = math.fsum(real[s] - baseline[s] for s in seeds) / len(seeds)
+    if ceiling <= 0:
+        return None
+    return math.fsum(gan[s] - baseline[s] for s in seeds) / len(seeds) / ceiling
+
+
+def ceiling_paragraph(values: Mapping[str, Mapping[int, float]], rows: Sequence[str], metric: str = "mAP") -> str:
+    """A Markdown section with one line per comparison of :func:`ceiling_comparisons`; "" without ``real`` rows.
+
+    Each line: the paired Δ (A − B) with its 95% CI and verdict; a GAN row's line also gives the share
+    of the ceiling's gain it reaches (:func:`ceiling_share`) when the ceiling gains at all.
+    """
+    comparisons = ceiling_comparisons(rows)
+    if not comparisons:
+        return ""
+    lines = [CEILING_HEADING, "",
+             f"A `<rule>/real` row ({BEYOND_PAPER_MARK}) trains on M real canvases drawn from the unlabeled pool "
+             f"(the training canvases outside the labelled N), labelled by the same rule from the same baseline's "
+             f"scores, never with their own labels: what a perfect generator could reach. Each line gives the paired "
+             f"difference of {metric} (first row − second row, seed i with seed i), its 95% t confidence interval "
+             f"and the verdict.", ""]
+    base = values.get(BASELINE, {})
+    for a, b, what in comparisons:
+        head = f"- {_row_name(a)} − {_row_name(b)} ({what})"
+        missing = [r for r in (a, b) if not values.get(r)]
+        diff = None if missing else paired_difference(values[a], values[b])
+        if missing:
+            lines.append(f"{head}: no results for {', '.join(missing)}.")
+        elif diff is None:
+            lines.append(f"{head}: the two rows share no seed.")
+        else:
+            text = f"{head}: {describe_diff(diff, metric)} → **{diff.verdict}**"
+            share = ceiling_share(values[a], values[b], base) if b != BASELINE else None
+            if share is not None:
+                text += f"; the GAN row reaches {share:.0%} of the ceiling's mean gain over the baseline"
+            lines.append(text + ".")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------ reproduction (issue #19)
+
+AGREE = "agree"
+UNSTABLE = "unstable"
+NOT_COMPARED = "not compared"
+
+
+def all_verdicts(values: Mapping[str, Mapping[int, float]], rows: Sequence[str]) -> dict[str, str]:
+    """Every verdict a report states, by name: each row vs the baseline, the paper's claims, the controls and
+    the ceiling comparisons (:func:`check_claim`, :func:`control_comparisons`, :func:`ceiling_comparisons`).
+
+    A claim maps to its status (held / not held / not detectable / skipped); a comparison ``A − B`` to its
+    verdict (better / worse / no detectable difference / n/a). Missing rows give "skipped" / "n/a".
+    """
+    out: dict[str, str] = {}
+
+    def compare(a: str, b: str) -> str:
+        if not values.get(a) or not values.get(b):
+            return NOT_AVAILABLE
+        diff = paired_difference(values[a], values[b])
+        return NOT_AVAILABLE if diff is None else diff.verdict
+
+    for row in rows:
+        if row != BASELINE and BASELINE in rows:
+            out[f"{row} − baseline"] = compare(row, BASELINE)
+    claims, group = evaluate_claims(values, rows)
+    out.update({c.text: c.status for c in claims})
+    out[group.text] = group.status
+    for a, b, what in control_comparisons(rows) + ceiling_comparisons(rows):
+        out.setdefault(f"{a} − {b} ({what})", compare(a, b))
+    return out
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """One verdict in two seed sets: ``agree``, ``unstable`` (it flips) or ``not compared`` (untested in one)."""
+
+    name: str
+    first: str
+    second: str
+
+    @property
+    def status(self) -> str:
+        """``not compared`` if either set could not test it (skipped, n/a or absent), else agree / unstable."""
+        untested = (SKIPPED, NOT_AVAILABLE, "")
+        if self.first in untested or self.second in untested:
+            return NOT_COMPARED
+        return AGREE if self.first == self.second else UNSTABLE
+
+
+def compare_verdicts(a: Mapping[str, str], b: Mapping[str, str]) -> list[Agreement]:
+    """The verdicts of two seed sets side by side (name → verdict each, e.g. :func:`all_verdicts`), in ``a``'s
+    order then ``b``'s extra names. A verdict that differs between the sets is unstable, not a finding."""
+    names = list(a) + [n for n in b if n not in a]
+    return [Agreement(n, a.get(n, ""), b.get(n, "")) for n in names]
+
+
+def format_reproduction(agreements: Sequence[Agreement], labels: tuple[str, str] = ("first", "second")) -> str:
+    """A Markdown summary and table of :func:`compare_verdicts`: each verdict in both sets and whether they agree."""
+    counts = {s: sum(1 for g in agreements if g.status == s) for s in (AGREE, UNSTABLE, NOT_COMPARED)}
+    lines = [f"Of {len(agreements)} verdicts, {counts[AGREE]} agree between the seed sets {labels[0]} and "
+             f"{labels[1]}, {counts[UNSTABLE]} are **unstable** (they flip) and {counts[NOT_COMPARED]} could not "
+             "be compared (untested in a set).", "",
+             f"| Verdict | {labels[0]} | {labels[1]} | Reproduces |", "|---|---|---|---|"]
+    for g in agreements:
+        status = f"**{g.status}**" if g.status == UNSTABLE else g.status
+        lines.append(f"| {g.name} | {g.first or '–'} | {g.second or '–'} | {status} |")
+    return "\n".join(lines) + "\n"
+
+
 __all__ = [
+    "CEILING_HEADING", "ceiling_comparisons", "ceiling_share", "ceiling_paragraph",
+    "AGREE", "UNSTABLE", "NOT_COMPARED", "all_verdicts", "Agreement", "compare_verdicts", "format_reproduction",
     "CONTROLS_HEADING", "control_comparisons", "control_paragraph",
     "T975_TABLE", "Z975", "VERDICTS", "BETTER", "WORSE", "NO_DIFFERENCE", "NOT_AVAILABLE", "CLAIM_STATUSES",
     "HELD", "NOT_HELD", "NOT_DETECTABLE", "SKIPPED", "t_quantile_975", "mean_std", "verdict", "PairedDiff",

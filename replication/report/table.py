@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from replication.report.statistics import (
     Claim,
     ClaimGroup,
     PairedDiff,
+    ceiling_paragraph,
     control_paragraph,
     evaluate_claims,
     mean_std,
@@ -54,11 +55,13 @@ REFERENCE = "reference"
 # ------------------------------------------------------------------------------------ our results
 
 
-def collect_results(spec: ExperimentSpec, runs: str | Path) -> dict[str, dict[int, dict[str, float]]]:
+def collect_results(spec: ExperimentSpec, runs: str | Path,
+                    seeds: Collection[int] | None = None) -> dict[str, dict[int, dict[str, float]]]:
     """Our metric values per row and seed, read from ``<runs>/<dataset>/metrics-*/metrics.json``.
 
     Only finished steps (``done`` present) whose ``metrics.json`` records this spec's name and
-    fingerprint count; among duplicates of a (row, seed) the latest ``finished`` wins.
+    fingerprint count; among duplicates of a (row, seed) the latest ``finished`` wins. ``seeds``: only
+    these seeds (one seed set of a runs folder holding several, issue #19); None: every seed found.
     """
     root = Path(runs) / spec.dataset.source
     fingerprint = spec.fingerprint()
@@ -72,7 +75,7 @@ def collect_results(spec: ExperimentSpec, runs: str | Path) -> dict[str, dict[in
             raise ConfigError(f"{mfile}: malformed JSON ({e.msg})") from None
         if rec.get("table") != spec.name or rec.get("fingerprint") != fingerprint:
             continue
-        if rec.get("row") not in spec.rows:
+        if rec.get("row") not in spec.rows or (seeds is not None and int(rec["seed"]) not in seeds):
             continue
         key = (rec["row"], int(rec["seed"]))
         stamp = (str(rec.get("finished", "")), mfile.parent.name)
@@ -142,6 +145,7 @@ class Table:
     claims: tuple[Claim, ...] = ()
     claim_group: ClaimGroup | None = None
     controls: str = ""  # the controls' paragraph (:func:`replication.report.statistics.control_paragraph`); "" without
+    ceiling: str = ""  # the real ceiling's section (:func:`replication.report.statistics.ceiling_paragraph`) or ""
 
     @property
     def has_controls(self) -> bool:
@@ -184,17 +188,19 @@ def build_table(spec: ExperimentSpec, results: Mapping[str, Mapping[int, Mapping
         rows.append(TableRow(row, row_label(row), len(seeds), False, tuple(cells), delta, control))
     claims, group = evaluate_claims(values, spec.rows)
     controls = control_paragraph(values, spec.rows, DELTA_METRIC) if DELTA_METRIC in spec.columns else ""
-    return Table(spec, paper, tuple(rows), claims, group, controls)
+    ceiling = ceiling_paragraph(values, spec.rows, DELTA_METRIC) if DELTA_METRIC in spec.columns else ""
+    return Table(spec, paper, tuple(rows), claims, group, controls, ceiling)
 
 
 
-def load_table(spec: ExperimentSpec, runs: str | Path = "runs") -> Table:
+def load_table(spec: ExperimentSpec, runs: str | Path = "runs", seeds: Collection[int] | None = None) -> Table:
     """The :class:`Table` of ``spec``: the paper's numbers and our finished results under ``runs``.
 
     Missing rows show as "–" (with a warning), so a table can be looked at while runs are going.
+    ``seeds``: only these seeds (:func:`collect_results`).
     """
     paper = read_paper_table(spec.paper.csv)
-    results = collect_results(spec, runs)
+    results = collect_results(spec, runs, seeds)
     missing = [r for r in spec.rows if r not in results]
     if missing:
         log.warning("%s: no finished results under %s for rows %s", spec.path, runs, ", ".join(missing))
