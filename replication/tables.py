@@ -56,7 +56,7 @@ from replication.errors import ConfigError
 from replication.experiments.runner import plan_experiment
 from replication.experiments.spec import ExperimentSpec
 from replication.experiments.stepfns import GALLERY, QUALITY_FILE, REAL_GRID, SAMPLE_GRID
-from replication.experiments.steps import DONE
+from replication.experiments.steps import DONE, record_intact
 from replication.io_utils import atomic_write, atomic_write_text
 from replication.paper_table import PaperTable, read_paper_table
 from replication.statistics import (
@@ -106,10 +106,13 @@ def collect_results(spec: ExperimentSpec, runs: str | Path) -> dict[str, dict[in
     for mfile in sorted(root.glob("metrics-*/metrics.json")):
         if not (mfile.parent / "done").exists():
             continue
+        if not record_intact(mfile.parent):
+            raise ConfigError(f"{mfile}: damaged (it or its step record fails the checksum in done); "
+                              "`spl experiment run` makes it again")
         try:
             rec = json.loads(mfile.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{mfile}: malformed JSON ({e.msg})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{mfile}: malformed JSON ({getattr(e, 'msg', e)})") from None
         if rec.get("table") != spec.name or rec.get("fingerprint") != fingerprint:
             continue
         if rec.get("row") not in spec.rows:
@@ -638,7 +641,7 @@ def load_report(spec: ExperimentSpec, runs: str | Path = "runs", seeds: int = 1)
         if q is not None:
             try:
                 quality[g] = json.loads(q.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as e:
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise ConfigError(f"{q}: malformed JSON ({e.msg})") from None
         for target, key, rel in ((real_grids, f"gan/{g}", REAL_GRID), (sample_grids, f"samples/{g}", SAMPLE_GRID)):
             f = finished(key, rel)

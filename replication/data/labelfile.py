@@ -17,7 +17,7 @@ import numpy as np
 
 from replication.data.shards import ShardSet
 from replication.errors import ShardError
-from replication.io_utils import atomic_write
+from replication.io_utils import atomic_write_hdf5
 
 LABEL_FILE_VERSION = 1
 
@@ -40,16 +40,15 @@ def write_label_file(
     if not np.isfinite(labels).all():
         raise ShardError(f"{path}: {int((~np.isfinite(labels)).any(1).sum())} label rows are not finite")
 
-    def _w(tmp: str) -> None:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("labels", data=labels)
-            f.attrs["format_version"] = LABEL_FILE_VERSION
-            f.attrs["shard_hash"] = shard_set.content_hash
-            f.attrs["rule"] = rule
-            f.attrs["params"] = json.dumps(params or {}, sort_keys=True)
-            f.attrs["class_names"] = json.dumps(shard_set.class_names)
+    def fill(f: h5py.File) -> None:
+        f.create_dataset("labels", data=labels)
+        f.attrs["format_version"] = LABEL_FILE_VERSION
+        f.attrs["shard_hash"] = shard_set.content_hash
+        f.attrs["rule"] = rule
+        f.attrs["params"] = json.dumps(params or {}, sort_keys=True)
+        f.attrs["class_names"] = json.dumps(shard_set.class_names)
 
-    atomic_write(path, _w)
+    atomic_write_hdf5(path, fill)
 
 
 def read_label_file(path: str | os.PathLike, shard_set: ShardSet | None = None) -> tuple[np.ndarray, dict]:
