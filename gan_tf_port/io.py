@@ -15,6 +15,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -79,3 +80,14 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def damaged_zip_member(path: str | os.PathLike) -> str | None:
+    """The first member of the zip file ``path`` (a ``torch.save`` file) whose CRC-32 does not match its
+    bytes, else None (also when it is no zip at all: the loader's own error then names it). ``torch.load``
+    does not check the CRCs, so a flipped bit inside a tensor would otherwise load silently."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.testzip()
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError):
+        return None  # not a zip (a truncated one, a legacy torch file): the loader's own error names it

@@ -18,6 +18,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -169,3 +170,15 @@ def hdf5_bytes(fill: Callable[[h5py.File], None]) -> bytes:
 def atomic_write_hdf5(path: str | os.PathLike, fill: Callable[[h5py.File], None]) -> None:
     """Atomically write the HDF5 file that ``fill(f)`` builds (in memory, so HDF5 never sees a full disk)."""
     atomic_write_bytes(path, hdf5_bytes(fill))
+
+
+def damaged_zip_member(path: str | os.PathLike) -> str | None:
+    """The first member of zip file ``path`` (``torch.save`` and ``np.savez`` files are zips) whose CRC-32 does
+    not match its bytes, else None (also for
+    no zip at all: the loader's own error then names it). ``torch.load`` skips the CRCs, so a
+    flipped bit inside a tensor would load silently without this check (one extra read of the file)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.testzip()
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError):
+        return None  # not a zip (a truncated one, a legacy torch file): the loader's own error names it

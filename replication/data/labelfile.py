@@ -2,12 +2,14 @@
 
 One set of generated images serves all four labeling rules (docs/datasets.md#label-files): each rule writes a
 small HDF5 file holding ``labels`` (M×C float32) and, as attributes, the content hash of the
-generated shard set it labels, the rule and its parameters. Reading checks the hash, the row
-count and the class count, that every value is finite and in [0, 1], and refuses a mismatch with a
-one-line error naming the file.
+generated shard set it labels, the rule and its parameters, and the SHA-256 of the labels' bytes
+(HDF5 keeps no checksum, so flipped bits would otherwise read silently). Reading checks both hashes,
+the row count and the class count, that every value is finite and in [0, 1], and refuses a mismatch
+with a one-line error naming the file.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -47,6 +49,7 @@ def write_label_file(
         f.attrs["rule"] = rule
         f.attrs["params"] = json.dumps(params or {}, sort_keys=True)
         f.attrs["class_names"] = json.dumps(shard_set.class_names)
+        f.attrs["labels_sha256"] = hashlib.sha256(labels.tobytes()).hexdigest()  # HDF5 has no checksum of its own
 
     atomic_write_hdf5(path, fill)
 
@@ -68,10 +71,13 @@ def read_label_file(path: str | os.PathLike, shard_set: ShardSet | None = None) 
                 "shard_hash": str(f.attrs["shard_hash"]),
                 "class_names": json.loads(f.attrs["class_names"]),
             }
+            digest = str(f.attrs["labels_sha256"]) if "labels_sha256" in f.attrs else None
     except (OSError, KeyError, ValueError, TypeError) as e:
         raise ShardError(f"{p}: not a readable label file ({type(e).__name__}: {e})") from None
     if labels.ndim != 2:
         raise ShardError(f"{p}: labels have shape {labels.shape}, expected M×C")
+    if digest is not None and hashlib.sha256(labels.tobytes()).hexdigest() != digest:
+        raise ShardError(f"{p}: damaged label file (its labels fail their SHA-256 check)")
     bad = ~np.isfinite(labels).all(axis=1)
     if bad.any():
         raise ShardError(f"{p}: {int(bad.sum())} label rows are not finite (first at row {int(np.argmax(bad))})")
