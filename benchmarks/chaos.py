@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--exec", dest="use_exec", action="store_true", help="A fresh spl process per attempt.")
     a = ap.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)
     if not a.use_exec:
         import replication.cli  # noqa: F401 - imported once here; every forked attempt reuses it
     name = __import__("yaml").safe_load(a.spec.read_text())["name"]
