@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         work = a.work / f"chaos-{rnd}"
         runs = work / "runs"
         work.mkdir()
-        stalled = 0
+        stalled, frac = 0, max(2.0 / max(a.kills, 1), frac / 4)  # a fresh round: short kills again
         while True:
             attempts += 1
             before = _done_steps(runs) if runs.exists() else set()

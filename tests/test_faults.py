@@ -218,7 +218,7 @@ def test_data_build_on_a_full_tmpfs_is_one_line_not_a_crash(tmp_path):
 
 
 def test_train_and_experiment_on_a_full_tmpfs_keep_earlier_outputs(tiny_digits, tmp_path):
-    with tmpfs(tmp_path / "disk", "4m") as disk:
+    with tmpfs(tmp_path / "disk", "16m") as disk:
         r = spl(*train_args(tiny_digits, disk / "run"))
         assert r.returncode == 0, r.stderr[-2000:]
         model = (disk / "run" / "model.pt").read_bytes()
