@@ -76,13 +76,13 @@ def read_label_file(path: str | os.PathLike, shard_set: ShardSet | None = None) 
         raise ShardError(f"{p}: not a readable label file ({type(e).__name__}: {e})") from None
     if labels.ndim != 2:
         raise ShardError(f"{p}: labels have shape {labels.shape}, expected M×C")
-    if digest is not None and hashlib.sha256(labels.tobytes()).hexdigest() != digest:
-        raise ShardError(f"{p}: damaged label file (its labels fail their SHA-256 check)")
     bad = ~np.isfinite(labels).all(axis=1)
     if bad.any():
         raise ShardError(f"{p}: {int(bad.sum())} label rows are not finite (first at row {int(np.argmax(bad))})")
     if labels.size and (labels.min() < 0 or labels.max() > 1):
         raise ShardError(f"{p}: label values must lie in [0, 1], found {labels.min():.4g}..{labels.max():.4g}")
+    if digest is not None and hashlib.sha256(labels.tobytes()).hexdigest() != digest:
+        raise ShardError(f"{p}: damaged label file (its labels fail their SHA-256 check)")
     if shard_set is not None:
         if meta["shard_hash"] != shard_set.content_hash:
             raise ShardError(
