@@ -18,6 +18,7 @@ from torch import nn
 
 from gan_tf_port import build
 from gan_tf_port.grid import to_uint8
+from gan_tf_port.io import damaged_zip_member
 
 MODEL_KEYS = ("arch", "size", "width", "channels", "z_dim")
 
@@ -33,6 +34,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     a file that needs any other type (e.g. a pickled payload that would run code) raises
     :class:`UnsafeCheckpointError` (one line, naming the file) and nothing in it is executed.
     """
+    bad = damaged_zip_member(path) if os.path.isfile(path) else None
+    if bad is not None:  # truncated or flipped bits: torch.load would not notice a flip inside a tensor
+        raise UnsafeCheckpointError(f"{path}: damaged checkpoint (its zip member {bad} fails its CRC-32 check)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

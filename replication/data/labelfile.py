@@ -2,12 +2,14 @@
 
 One set of generated images serves all four labeling rules (docs/datasets.md#label-files): each rule writes a
 small HDF5 file holding ``labels`` (M×C float32) and, as attributes, the content hash of the
-generated shard set it labels, the rule and its parameters. Reading checks the hash, the row
-count and the class count, that every value is finite and in [0, 1], and refuses a mismatch with a
-one-line error naming the file.
+generated shard set it labels, the rule and its parameters, and the SHA-256 of the labels' bytes
+(HDF5 keeps no checksum, so flipped bits would otherwise read silently). Reading checks both hashes,
+the row count and the class count, that every value is finite and in [0, 1], and refuses a mismatch
+with a one-line error naming the file.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -17,7 +19,7 @@ import numpy as np
 
 from replication.data.shards import ShardSet
 from replication.errors import ShardError
-from replication.io_utils import atomic_write
+from replication.io_utils import atomic_write_hdf5
 
 LABEL_FILE_VERSION = 1
 
@@ -40,16 +42,16 @@ def write_label_file(
     if not np.isfinite(labels).all():
         raise ShardError(f"{path}: {int((~np.isfinite(labels)).any(1).sum())} label rows are not finite")
 
-    def _w(tmp: str) -> None:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("labels", data=labels)
-            f.attrs["format_version"] = LABEL_FILE_VERSION
-            f.attrs["shard_hash"] = shard_set.content_hash
-            f.attrs["rule"] = rule
-            f.attrs["params"] = json.dumps(params or {}, sort_keys=True)
-            f.attrs["class_names"] = json.dumps(shard_set.class_names)
+    def fill(f: h5py.File) -> None:
+        f.create_dataset("labels", data=labels)
+        f.attrs["format_version"] = LABEL_FILE_VERSION
+        f.attrs["shard_hash"] = shard_set.content_hash
+        f.attrs["rule"] = rule
+        f.attrs["params"] = json.dumps(params or {}, sort_keys=True)
+        f.attrs["class_names"] = json.dumps(shard_set.class_names)
+        f.attrs["labels_sha256"] = hashlib.sha256(labels.tobytes()).hexdigest()  # HDF5 has no checksum of its own
 
-    atomic_write(path, _w)
+    atomic_write_hdf5(path, fill)
 
 
 def read_label_file(path: str | os.PathLike, shard_set: ShardSet | None = None) -> tuple[np.ndarray, dict]:
@@ -69,6 +71,7 @@ def read_label_file(path: str | os.PathLike, shard_set: ShardSet | None = None) 
                 "shard_hash": str(f.attrs["shard_hash"]),
                 "class_names": json.loads(f.attrs["class_names"]),
             }
+            digest = str(f.attrs["labels_sha256"]) if "labels_sha256" in f.attrs else None
     except (OSError, KeyError, ValueError, TypeError) as e:
         raise ShardError(f"{p}: not a readable label file ({type(e).__name__}: {e})") from None
     if labels.ndim != 2:
@@ -78,6 +81,8 @@ def read_label_file(path: str | os.PathLike, shard_set: ShardSet | None = None) 
         raise ShardError(f"{p}: {int(bad.sum())} label rows are not finite (first at row {int(np.argmax(bad))})")
     if labels.size and (labels.min() < 0 or labels.max() > 1):
         raise ShardError(f"{p}: label values must lie in [0, 1], found {labels.min():.4g}..{labels.max():.4g}")
+    if digest is not None and hashlib.sha256(labels.tobytes()).hexdigest() != digest:
+        raise ShardError(f"{p}: damaged label file (its labels fail their SHA-256 check)")
     if shard_set is not None:
         if meta["shard_hash"] != shard_set.content_hash:
             raise ShardError(

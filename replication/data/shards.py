@@ -36,8 +36,8 @@ import cv2
 import h5py
 import numpy as np
 
-from replication.errors import ShardError
-from replication.io_utils import atomic_write_text
+from replication.errors import ShardError, StorageError, os_reason
+from replication.io_utils import atomic_write_bytes, atomic_write_text, hdf5_bytes
 from replication.locking import output_lock
 
 FORMAT_VERSION = 1
@@ -51,7 +51,8 @@ ENCODINGS = ("jpeg", "png")
 BUILD_PREFIX = ".{name}.building-"  # + pid: the sibling folder a set is written into
 BUILD_MARKER = ".spl-building"      # created first inside a build folder, removed before the swap
 OLD_PREFIX = ".{name}.old-"         # + pid: the replaced set, removed right after the swap
-_OWN_FILE = re.compile(r"(part-\d{5}\.h5(\.tmp)?|manifest\.json|\.manifest\.json\..*\.tmp|\.spl-building)")
+_OWN_FILE = re.compile(r"(part-\d{5}\.h5(\.tmp)?|\.part-\d{5}\.h5\..*\.tmp|manifest\.json|\.manifest\.json\..*\.tmp"
+                       r"|\.spl-building)")
 
 
 def foreign_files(folder: Path) -> list[str]:
@@ -203,7 +204,7 @@ class ShardWriter:
             (self._build_dir / BUILD_MARKER).write_text(f"pid {os.getpid()}\n")
         except OSError as e:
             self._lock.close()
-            raise ShardError(f"{self.out_dir}: cannot write here ({e.strerror or e})") from None
+            raise StorageError(f"{self.out_dir}: cannot write here: {os_reason(e)}", e.errno) from None
         except BaseException:
             self._lock.close()
             raise
@@ -257,7 +258,11 @@ class ShardWriter:
         self._buf_source.append(int(source))
         self._count += 1
         if len(self._buf_keys) == self.records_per_shard:
-            self._flush()
+            try:
+                self._flush()
+            except BaseException:
+                self.abort()
+                raise
 
     def _flush(self) -> None:
         if not self._buf_keys:
@@ -265,24 +270,35 @@ class ShardWriter:
         index = len(self._shards)
         name = shard_name(index)
         final = self._build_dir / name
-        tmp = self._build_dir / (name + ".tmp")
         n = len(self._buf_keys)
-        with h5py.File(tmp, "w") as f:
+
+        def fill(f: h5py.File) -> None:
             images = f.create_dataset("images", (n,), dtype=h5py.vlen_dtype(np.uint8))
             for i, b in enumerate(self._buf_images):
                 images[i] = b
             f.create_dataset("labels", data=np.stack(self._buf_labels).astype(np.float32))
             f.create_dataset("keys", data=np.array(self._buf_keys, dtype=object), dtype=h5py.string_dtype("utf-8"))
             f.create_dataset("source", data=np.asarray(self._buf_source, dtype=np.uint8))
-        os.replace(tmp, final)
-        self._shards.append({"file": name, "count": n, "sha256": sha256_file(final)})
+
+        # built in memory and written with plain writes: HDF5 itself never meets a full disk (a failed
+        # close inside HDF5 left a half-open file that crashed the interpreter at exit)
+        data = hdf5_bytes(fill)
+        try:
+            atomic_write_bytes(final, data)
+        except StorageError as e:  # name the set being built, not its temporary folder (removed next)
+            raise StorageError(f"{self.out_dir}: {name}{str(e).split(name, 1)[-1]}", e.errno) from None
+        self._shards.append({"file": name, "count": n, "sha256": hashlib.sha256(data).hexdigest()})
         self._buf_images, self._buf_labels, self._buf_keys, self._buf_source = [], [], [], []
 
     def close(self) -> dict:
         """Flush the last shard and write the manifest (last). Returns the manifest dict."""
         if self._closed:
             raise ShardError(f"{self.out_dir}: writer already closed")
-        self._flush()
+        try:
+            self._flush()
+        except BaseException:
+            self.abort()
+            raise
         if self._count == 0:
             self.abort()
             raise ShardError(f"{self.out_dir}: no records were written (empty split)")
@@ -303,6 +319,13 @@ class ShardWriter:
             atomic_write_text(self._build_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
             (self._build_dir / BUILD_MARKER).unlink()
             replace_dir(self._build_dir, self.out_dir)
+        except StorageError as e:
+            self.abort()
+            raise StorageError(f"{self.out_dir}: {MANIFEST}{str(e).split(MANIFEST, 1)[-1]}", e.errno) from None
+        except OSError as e:
+            self.abort()
+            raise StorageError(f"{self.out_dir}: cannot move the finished set into place: {os_reason(e)}",
+                               e.errno) from None
         except BaseException:
             self.abort()
             raise

@@ -16,7 +16,8 @@ be moved.
   invocation (its ``done`` had been deleted, say), in which case it runs again: deleting one
   step's ``done`` re-runs that step and everything that depends on it, nothing else;
 * a step that starts writes ``step.yaml`` (kind, key, config, inputs) first, its outputs next and
-  ``done`` (JSON: finish time, seconds) last, so an interrupted step never looks finished; the
+  ``done`` (JSON: finish time, seconds, SHA-256 of its small files) last, so an interrupted step never
+  looks finished, and a damaged record or small output (:func:`record_intact`) makes it run again; the
   next invocation passes ``resume=True`` to its function when the directory holds earlier
   outputs. Each step function decides what that means: an *unfinished* classifier or GAN training
   continues from its checkpoint; a finished one whose ``done`` was deleted, and every other step,
@@ -85,8 +86,8 @@ class Step:
         return Path(runs) / self.group / self.name
 
     def is_done(self, runs: Path) -> bool:
-        """Whether the ``done`` marker exists."""
-        return (self.path(runs) / DONE).is_file()
+        """Whether the step finished: its ``done`` marker and ``step.yaml`` are intact (:func:`record_intact`)."""
+        return record_intact(self.path(runs), self.key)
 
     def describe(self) -> str:
         """Human-readable label for logs and progress bars."""
@@ -123,6 +124,62 @@ class StepRecord:
     path: Path
 
 
+#: Files up to this size in a run directory get their SHA-256 recorded in ``done`` and checked on read.
+DIGEST_MAX_BYTES = 1 << 20
+
+
+def file_digests(out: Path) -> dict[str, str]:
+    """SHA-256 of each small regular file (``step.yaml``, ``metrics.json``, ``quality.json``...) directly in
+    ``out``, ``done`` and temporary files excepted. Big outputs carry their own checks (shard manifests)."""
+    digests = {}
+    for p in sorted(out.iterdir()):
+        if p.name == DONE or p.name.endswith(".tmp") or p.is_symlink() or not p.is_file():
+            continue
+        if p.stat().st_size <= DIGEST_MAX_BYTES:
+            digests[p.name] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return digests
+
+
+def record_intact(out: Path, key: str | None = None) -> bool:
+    """Whether run directory ``out`` holds an intact step record: a ``done`` JSON object with ``finished``,
+    a ``step.yaml`` recording step ``key`` (default: the ``<kind>-<key>`` directory name's key), and the
+    small files whose SHA-256 ``done`` lists still matching it. A damaged one (truncated, zero length,
+    flipped bits, unreadable) counts as not done, so the step runs again instead of the runner failing,
+    and a reader never takes a damaged ``metrics.json`` for a finished result."""
+    key = out.name.rsplit("-", 1)[-1] if key is None else key
+    try:
+        done = json.loads((out / DONE).read_text(encoding="utf-8"))
+        record = yaml.safe_load((out / STEP_FILE).read_text(encoding="utf-8"))
+        intact = (isinstance(done, dict) and "finished" in done and isinstance(record, dict)
+                  and record.get("key") == key)
+        digests = done.get("sha256", {}) if intact else {}
+        for name, digest in digests.items():
+            if hashlib.sha256((out / name).read_bytes()).hexdigest() != digest:
+                intact = False
+    except FileNotFoundError:
+        if (out / DONE).is_file():
+            log.warning("%s: a file of the finished step is missing; the step runs again", out)
+        return False
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        intact = False
+    if not intact:
+        log.warning("%s: damaged step record or output; the step runs again", out)
+    return intact
+
+
+def recorded_digests_match(out: Path) -> bool:
+    """Whether the small files of run directory ``out`` whose SHA-256 its ``done`` records still match them
+    (the readers' check: :func:`replication.report.table.collect_results`). A ``done`` that records none
+    (an empty marker, one written before issue #21, a hand-made fixture) has nothing to check: True; an
+    unreadable ``done``, a listed file missing or differing: False."""
+    try:
+        done = json.loads((out / DONE).read_text(encoding="utf-8") or "{}")
+        digests = done.get("sha256", {}) if isinstance(done, dict) else {}
+        return all(hashlib.sha256((out / name).read_bytes()).hexdigest() == digest for name, digest in digests.items())
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _write_step_file(step: Step, out: Path, runs: Path) -> None:
     record = {
         "kind": step.kind,
@@ -147,11 +204,13 @@ def run_step(step: Step, runs: Path, *, force: bool = False) -> bool:
 
 def _run_step_locked(step: Step, runs: Path, out: Path, force: bool) -> bool:
     done = out / DONE
-    if done.is_file() and not force:
+    intact = record_intact(out, step.key)
+    if intact and not force:
         return False
+    damaged = done.is_file() and not intact  # finished once, but its record is damaged: start over
     if done.is_file():
         done.unlink()
-    if force:  # an input was re-made: nothing in here can be trusted
+    if force or damaged:  # an input was re-made, or the record is damaged: nothing in here can be trusted
         clear_partial(out)
     resume = out.is_dir() and any(out.iterdir())
     out.mkdir(parents=True, exist_ok=True)
@@ -160,7 +219,7 @@ def _run_step_locked(step: Step, runs: Path, out: Path, force: bool) -> bool:
     step.fn(out, {n: s.path(runs) for n, s in step.inputs.items()}, resume)
     seconds = time.perf_counter() - t0
     atomic_write_json(done, {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                             "seconds": round(seconds, 3)})
+                             "seconds": round(seconds, 3), "sha256": file_digests(out)})
     log.info("done %s (%.1f s) → %s", step.describe(), seconds, out)
     return True
 

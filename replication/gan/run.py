@@ -105,8 +105,10 @@ def _check_run_dir(out: Path, resolved: dict, source: dict, resume: bool) -> boo
 
 def _write_run_dir(out: Path, resolved: dict, source: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    # source.json first: config.yaml marks the run directory as holding a run, so a failure (disk full, a kill)
+    # between the two must leave no config.yaml without its source.json
     atomic_write_json(out / "source.json", source)
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     if (out / DONE).exists():
         (out / DONE).unlink()
 

@@ -95,8 +95,8 @@ def load_report(spec: ExperimentSpec, runs: str | Path = "runs", seeds: int = 1,
             if q is not None:
                 try:
                     replicates.setdefault(g, {})[seed] = json.loads(q.read_text(encoding="utf-8"))
-                except json.JSONDecodeError as e:
-                    raise ConfigError(f"{q}: malformed JSON ({e.msg})") from None
+                except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                    raise ConfigError(f"{q}: malformed JSON ({getattr(e, 'msg', e)})") from None
         if plan.seed_start in replicates.get(g, {}):
             quality[g] = replicates[g][plan.seed_start]
         for target, key, rel in ((real_grids, f"gan/{g}", REAL_GRID), (sample_grids, f"samples/{g}", SAMPLE_GRID)):

@@ -5,7 +5,9 @@ Our results are read from the files only: the ``metrics.json`` of each finished 
 when it records the spec's ``table`` name and
 :meth:`~replication.experiments.spec.ExperimentSpec.fingerprint`, so results made with an older
 version of the spec are never shown. If two finished runs share a row and a seed (the same spec
-made with edited presets), the one with the later ``finished`` time stamp wins.
+made with edited presets), the one with the later ``finished`` time stamp wins. A ``metrics.json``
+that no longer matches the SHA-256 its ``done`` recorded is refused with one line naming it (issue #21;
+:func:`~replication.experiments.steps.recorded_digests_match`).
 
 Every cell holds our value, the paper's value and the difference ``ours − paper``; ours is the
 mean over seeds, with the sample standard deviation (ddof = 1) when there are N > 1 seeds. The
@@ -32,6 +34,7 @@ from pathlib import Path
 
 from replication.errors import ConfigError
 from replication.experiments.spec import ExperimentSpec
+from replication.experiments.steps import recorded_digests_match
 from replication.report.paper_table import PaperTable, read_paper_table
 from replication.report.statistics import (
     Claim,
@@ -69,10 +72,13 @@ def collect_results(spec: ExperimentSpec, runs: str | Path,
     for mfile in sorted(root.glob("metrics-*/metrics.json")):
         if not (mfile.parent / "done").exists():
             continue
+        if not recorded_digests_match(mfile.parent):
+            raise ConfigError(f"{mfile}: damaged (it or its step's done record fails the SHA-256 check); "
+                              "`spl experiment run` makes it again")
         try:
             rec = json.loads(mfile.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{mfile}: malformed JSON ({e.msg})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{mfile}: malformed JSON ({getattr(e, 'msg', e)})") from None
         if rec.get("table") != spec.name or rec.get("fingerprint") != fingerprint:
             continue
         if rec.get("row") not in spec.rows or (seeds is not None and int(rec["seed"]) not in seeds):

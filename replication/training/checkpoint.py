@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from replication.errors import ConfigError
-from replication.io_utils import atomic_torch_save
+from replication.io_utils import atomic_torch_save, damaged_zip_member
 from replication.models import build_model
 
 CHECKPOINT = "checkpoint.pt"
@@ -84,6 +84,9 @@ def safe_load(path: Path, what: str) -> Any:
     A file that needs anything else (a pickled object, e.g. a payload that would run a command) is
     refused with a one-line :class:`ConfigError` naming the file, before any of it is executed.
     """
+    bad = damaged_zip_member(path) if Path(path).is_file() else None
+    if bad is not None:  # truncated or flipped bits: torch.load would not notice a flip inside a tensor
+        raise ConfigError(f"{path}: damaged {what} (zip member {bad} fails its CRC-32 check); it cannot be read")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
