@@ -2,20 +2,27 @@
 then let finish; its metrics and rendered table must equal those of an uninterrupted run, byte for byte.
 
     python benchmarks/chaos.py SPEC --work DIR [--kills 20] [--seed 0] [--exec] [--seeds 1] [--set K=V ...]
+                               [--reference RUNS]
 
 1. Reference: the spec runs uninterrupted into ``DIR/reference/runs`` (its wall time ``D`` is measured)
-   and ``spl tables render`` writes its table.
+   and ``spl tables render`` writes its table. ``--reference RUNS`` takes an uninterrupted runs folder
+   of the same spec and options made before (the test suite's) instead; ``D`` is then the sum of the
+   wall times its steps recorded in ``done``.
 2. Chaos: the spec runs into ``DIR/chaos-<round>/runs``; each attempt is killed with SIGKILL after a
-   delay drawn (seeded) from U(0, f·D), restarted, and so on until ``--kills`` kills have landed; then
-   it runs to the end. ``f`` starts at 2/kills and doubles after three attempts that finished no new
-   step (so a step longer than the kill window still gets done); a round that finishes before enough
-   kills starts a fresh round. Each round's result is compared with the reference.
+   delay drawn (seeded) from U(0, w), restarted, and so on until ``--kills`` kills have landed; then
+   it runs to the end. The window follows the work left: ``w = m·R/(kills left)``, ``R`` the wall time
+   the reference's steps not done yet took there, so the kills spread over the whole chain and a round
+   rarely finishes before its last kill. ``m`` starts at 1, doubles after three attempts that finished
+   no new step (so a step longer than the window still gets done) and halves (down to 1) after one that
+   did. A round that finishes before enough kills starts a fresh round. Each round's result is
+   compared with the reference.
 3. Compared: every ``metrics.json`` (the ``finished`` wall-clock stamp left out: the one field that
    differs by construction), the rendered ``<name>.csv`` and the ``<name>.md`` report page up to its
    "Time per step" section (wall times; everything above it: table, verdicts, GAN quality, images).
 
 Attempts are forked from this process after it imported the CLI once (cheap restarts; each attempt is
-a separate process killed with a real SIGKILL); ``--exec`` starts a fresh ``spl`` process instead.
+a separate process killed with a real SIGKILL); ``--exec`` starts a fresh ``spl`` process instead. The
+test suite calls :func:`main` in its own process, so the attempts also skip the lazy imports.
 Prints one line per kill and a summary: kills survived, steps interrupted (and so re-run), attempts.
 Exit status 0 when every round matches the reference, 1 otherwise.
 """
@@ -52,6 +59,9 @@ def _spawn(args: list[str], log: Path, use_exec: bool) -> int:
             fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             os.dup2(fd, 1)
             os.dup2(fd, 2)
+            # the parent's sys.stdout may not write to fd 1 (pytest's capture): write to the log
+            sys.stdout = open(1, "w", buffering=1, closefd=False)
+            sys.stderr = open(2, "w", buffering=1, closefd=False)
             from replication.cli import cli
             cli.main(args=args, prog_name="spl", standalone_mode=False)
             code = 0
@@ -87,6 +97,17 @@ def _started_steps(runs: Path) -> set[str]:
     return {str(p.parent.relative_to(runs)) for p in runs.rglob("step.yaml")}
 
 
+def _step_seconds(runs: Path) -> dict[str, float]:
+    """The wall time (``seconds``) each finished step under ``runs`` recorded in its ``done``, by step folder."""
+    out = {}
+    for p in runs.rglob("done"):
+        try:
+            out[str(p.parent.relative_to(runs))] = float(json.loads(p.read_text(encoding="utf-8"))["seconds"])
+        except (ValueError, KeyError, TypeError, OSError):
+            out[str(p.parent.relative_to(runs))] = 0.0
+    return out
+
+
 def _results(runs: Path, table_dir: Path, name: str) -> dict[str, bytes]:
     """The compared bytes: metrics.json files without their ``finished`` stamp, and the rendered table."""
     out = {}
@@ -120,8 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=1, help="--seeds of spl experiment run.")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--exec", dest="use_exec", action="store_true", help="A fresh spl process per attempt.")
+    ap.add_argument("--reference", type=Path, default=None,
+                    help="An uninterrupted runs folder of SPEC (same --seeds, --set): the reference, not run again.")
     a = ap.parse_args(argv)
-    sys.stdout.reconfigure(line_buffering=True)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
     if not a.use_exec:
         import replication.cli  # noqa: F401 - imported once here; every forked attempt reuses it
     name = __import__("yaml").safe_load(a.spec.read_text())["name"]
@@ -132,34 +156,40 @@ def main(argv: list[str] | None = None) -> int:
 
     ref = a.work / "reference"
     ref.mkdir()
-    t0 = time.monotonic()
-    code = _wait(_spawn([*run_args, "--runs", str(ref / "runs")], ref / "run.log", a.use_exec), None)
-    wall = time.monotonic() - t0
-    if code != 0:
-        print(f"chaos: the uninterrupted run failed (exit {code}); see {ref / 'run.log'}")
-        return 1
-    _render(a.spec, ref / "runs", ref / "table", a.sets, a.use_exec, ref / "render.log")
-    expected = _results(ref / "runs", ref / "table", name)
-    print(f"reference: {len(_done_steps(ref / 'runs'))} steps in {wall:.1f} s wall; "
+    ref_runs = ref / "runs" if a.reference is None else a.reference
+    if a.reference is None:
+        t0 = time.monotonic()
+        code = _wait(_spawn([*run_args, "--runs", str(ref_runs)], ref / "run.log", a.use_exec), None)
+        wall = time.monotonic() - t0
+        if code != 0:
+            print(f"chaos: the uninterrupted run failed (exit {code}); see {ref / 'run.log'}")
+            return 1
+    seconds = _step_seconds(ref_runs)
+    if a.reference is not None:
+        wall = sum(seconds.values())
+    _render(a.spec, ref_runs, ref / "table", a.sets, a.use_exec, ref / "render.log")
+    expected = _results(ref_runs, ref / "table", name)
+    print(f"reference: {len(_done_steps(ref_runs))} steps in {wall:.1f} s wall; "
           f"{sum(k.endswith('metrics.json') for k in expected)} metrics files")
 
     rng = random.Random(a.seed)
     kills = attempts = interrupted = 0
     rounds_ok = True
     rnd = 0
-    frac = 2.0 / max(a.kills, 1)
+    mult = 1.0
     while kills < a.kills or rnd == 0:
         rnd += 1
         work = a.work / f"chaos-{rnd}"
         runs = work / "runs"
         work.mkdir()
-        stalled, frac = 0, max(2.0 / max(a.kills, 1), frac / 4)  # a fresh round: short kills again
+        stalled, mult = 0, max(1.0, mult / 4)  # a fresh round: short kills again
         while True:
             attempts += 1
             before = _done_steps(runs) if runs.exists() else set()
             pid = _spawn([*run_args, "--runs", str(runs)], work / f"attempt-{attempts}.log", a.use_exec)
             if kills < a.kills:
-                delay = rng.uniform(0.0, frac * wall)
+                left = sum(t for k, t in seconds.items() if k not in before)  # the reference's time still to run
+                delay = rng.uniform(0.0, mult * max(left, 0.05) / (a.kills - kills))
                 code = _wait(pid, delay)
                 if code is None:
                     os.kill(pid, signal.SIGKILL)
@@ -169,8 +199,10 @@ def main(argv: list[str] | None = None) -> int:
                     cut = (_started_steps(runs) - done) if runs.exists() else set()
                     interrupted += len(cut)
                     stalled = 0 if done - before else stalled + 1
-                    if stalled >= 3:
-                        frac, stalled = frac * 2, 0
+                    if stalled == 0:
+                        mult = max(1.0, mult / 2)
+                    elif stalled >= 3:
+                        mult, stalled = mult * 2, 0
                     print(f"kill {kills:3d} at {delay:6.2f} s: {len(done)} steps done, "
                           f"interrupted {', '.join(sorted(c.split('/')[-1] for c in cut)) or '(between steps)'}")
                     continue
