@@ -163,3 +163,11 @@ INPUT_NORM_RGB_STATS = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     "inception": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 }
+
+# -- step kinds of the experiment runner (replication/experiments/runner.py; docs/experiments.md) ----------
+#: Every kind of cached step; the launcher's resources file (tables/launch/slurm.yaml) is keyed by them.
+STEP_KINDS = ("shards", "view", "pretrain", "gan", "samples", "predict", "labels", "train", "metrics", "quality",
+              "gallery")
+#: The launchers of ``spl experiment run --launcher``: this process (+ ``--jobs``), SLURM through submitit, and
+#: submitit's local executor (each step a job on this machine: the SLURM path without a cluster).
+LAUNCHERS = ("local", "slurm", "submitit-local")

@@ -57,7 +57,7 @@ from pathlib import Path
 from replication.errors import ConfigError
 from replication.experiments import stepfns as F
 from replication.experiments.spec import PRETRAIN_SOURCES, ExperimentSpec, PresetSpec
-from replication.experiments.steps import Step, StepRecord, execute, toposort
+from replication.experiments.steps import DEFAULT_THREADS, Step, StepPool, StepRecord, execute, pin_threads, toposort
 from replication.vocabulary import BASELINE, GENERATORS, NEEDS_SCORES, REAL_SOURCE, SHUFFLE_GRID, parse_row_id
 
 log = logging.getLogger(__name__)
@@ -317,7 +317,8 @@ class _Planner:
 
 
 def plan_experiment(spec: ExperimentSpec, *, data_root: str | Path | None = None, seeds: int = 1,
-                    only: Sequence[str] = (), check_data: bool = True, seed_start: int = 0) -> Plan:
+                    only: Sequence[str] = (), check_data: bool = True, seed_start: int = 0,
+                    threads: int = DEFAULT_THREADS) -> Plan:
     """Build the step graph of ``spec`` (module docstring); nothing runs, every preset is resolved.
 
     ``seeds`` repeats each row's training with seeds ``seed_start`` … ``seed_start + seeds − 1`` (the
@@ -325,6 +326,7 @@ def plan_experiment(spec: ExperimentSpec, *, data_root: str | Path | None = None
     to those rows (their dependencies are planned too; no gallery, no quality step).
     ``check_data=False`` skips the data-root check, for a plan that only locates finished run
     directories (the report page, :mod:`replication.report.page`); such a plan must not be executed.
+    ``threads``: torch threads of every step, part of the keys (:func:`~replication.experiments.steps.pin_threads`).
     """
     if seeds < 1:
         raise ConfigError(f"{spec.path}: --seeds must be ≥ 1, got {seeds}")
@@ -356,6 +358,7 @@ def plan_experiment(spec: ExperimentSpec, *, data_root: str | Path | None = None
         for c in chains:
             for g in spec.generators:
                 planner.quality(plan, g, c)
+    pin_threads([*plan.named.values(), *plan.trains.values(), *plan.metrics.values(), *plan.targets], threads)
     return plan
 
 
@@ -381,14 +384,16 @@ class ExperimentResult:
 
 
 def run_experiment(spec: ExperimentSpec, *, runs: str | Path = "runs", data_root: str | Path | None = None,
-                   seeds: int = 1, only: Sequence[str] = (), progress: bool = True,
-                   seed_start: int = 0) -> ExperimentResult:
-    """Plan ``spec`` and execute every step not yet done under ``runs`` (see :func:`plan_experiment`)."""
-    plan = plan_experiment(spec, data_root=data_root, seeds=seeds, only=only, seed_start=seed_start)
+                   seeds: int = 1, only: Sequence[str] = (), progress: bool = True, seed_start: int = 0,
+                   threads: int = DEFAULT_THREADS, pool: StepPool | None = None) -> ExperimentResult:
+    """Plan ``spec`` and execute every step not yet done under ``runs`` (see :func:`plan_experiment`);
+    ``pool`` runs independent steps concurrently (:func:`~replication.experiments.steps.execute`)."""
+    plan = plan_experiment(spec, data_root=data_root, seeds=seeds, only=only, seed_start=seed_start,
+                           threads=threads)
     steps = plan.steps
     todo = sum(1 for s in steps if not s.is_done(Path(runs)))
     log.info("%s: %d steps, %d to run, under %s", spec.path, len(steps), todo, runs)
-    records = execute(steps, runs, progress=progress)
+    records = execute(steps, runs, pool=pool, progress=progress)
     return ExperimentResult(plan, records)
 
 
