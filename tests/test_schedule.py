@@ -202,3 +202,33 @@ def test_baseline_iters_is_the_baseline_at_twice_the_iteration_budget(tmp_path):
         assert iters["iterations"] == 80 and iters["iter_milestones"] == [60] and "match_iterations" not in iters
         assert {k: v for k, v in iters.items() if k not in ("iterations", "iter_milestones")} == {
             k: v for k, v in base.items() if k not in ("iterations", "iter_milestones")}
+
+
+@pytest.mark.slow
+def test_tiny_spec_every_row_records_the_same_iterations(tmp_path):
+    """A tiny spec end to end (no GAN: block-shuffled canvases as the generated images), 1 seed: the
+    baseline and the rows with generated images record the same iterations and LR drops; the plateau
+    check trains twice as long."""
+    from replication.experiments.runner import run_experiment
+
+    raw = yaml.safe_load((FIXTURES / "experiment_tiny.yaml").read_text())
+    raw["paper"]["csv"] = str(REPO / "tables/paper/table3_ms_coco.csv")
+    raw["rows"] = ["baseline", "baseline/iters", "smooth/shuffled", "random/shuffled"]
+    raw["quality"] = {"n": 0}
+    raw["gallery"] = 0
+    raw["train"]["overrides"].pop("max_iters")
+    raw["train"]["overrides"].update({"schedule": "iterations", "iterations": 9, "iter_milestones": [5],
+                                      "eval_every_epochs": 0})
+    spec = spec_from_dict(raw, tmp_path / "tiny.yaml")
+    runs = tmp_path / "runs"
+    plan = run_experiment(spec, runs=runs, seeds=1, progress=False).plan
+    records = {row: _history(plan.trains[(row, 0)].path(runs)) for row in raw["rows"]}
+    for row in ("baseline", "smooth/shuffled", "random/shuffled"):
+        h = records[row]
+        assert h["iteration"][-1] == 9 and h["lr_drop_iteration"] == [5], row
+        assert h["schedule"]["iterations"] == 9 and h["schedule"]["milestones"] == [5], row
+    mix = records["smooth/shuffled"]["schedule"]
+    assert mix["generated_images"] == 64 and mix["real_per_batch"] + mix["generated_per_batch"] == 32
+    assert mix["generated_per_batch"] == mix_counts(mix["real_images"], 64, 32)[1] > 0
+    assert records["baseline/iters"]["iteration"][-1] == 18 and records["baseline/iters"]["lr_drop_iteration"] == [10]
+    assert records["baseline/iters"]["schedule"]["generated_per_batch"] == 0
