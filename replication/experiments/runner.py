@@ -23,7 +23,9 @@ Control rows (issue #13; docs/experiments.md#control-rows) reuse this chain: the
 block-shuffled real canvases (no ``gan`` step); ``rule/g@λ`` is ``rule/g``'s chain with
 ``data.generated_weight = λ`` in its trainings (same samples and label file); ``baseline/iters``
 is a real-only training per seed whose schedule is stretched to the iterations of a row with M
-generated images. A spec without control rows plans exactly the steps above.
+generated images — or, when the train preset has ``schedule: iterations`` (every row the same
+iterations), trained for twice the iteration budget (the plateau check). A spec without control rows
+plans exactly the steps above.
 
 With a ``pretrain`` section (issue #13; docs/experiments.md#pretraining) three steps come first::
 
@@ -58,6 +60,7 @@ from replication.errors import ConfigError
 from replication.experiments import stepfns as F
 from replication.experiments.spec import PRETRAIN_SOURCES, ExperimentSpec, PresetSpec
 from replication.experiments.steps import DEFAULT_THREADS, Step, StepPool, StepRecord, execute, pin_threads, toposort
+from replication.training.config import ITERATIONS, scaled_iterations
 from replication.vocabulary import BASELINE, GENERATORS, NEEDS_SCORES, REAL_SOURCE, SHUFFLE_GRID, parse_row_id
 
 log = logging.getLogger(__name__)
@@ -201,6 +204,8 @@ class _Planner:
         computed from N and M when it runs: :func:`~replication.experiments.stepfns.matched_schedule`).
         """
         base = F.with_generated_weight(self.train_base, weight)
+        if matched and base.schedule == ITERATIONS:   # the plateau check: the baseline at 2× the iteration budget
+            base, matched = scaled_iterations(base, 2), False
         cfg = F.train_hash_config(base, seed)
         match = None
         if matched:
