@@ -199,9 +199,11 @@ class _Planner:
                  weight: float | None = None, matched: bool = False) -> Step:
         """One classifier training: real images, plus generated images and their labels for a GAN row.
 
-        ``weight``: the λ of a ``@λ`` row (``data.generated_weight``); ``matched``: the iteration-matched
-        baseline, whose hashed config also holds the sampling numbers that fix M (its schedule is
-        computed from N and M when it runs: :func:`~replication.experiments.stepfns.matched_schedule`).
+        ``weight``: the λ of a ``@λ`` row (``data.generated_weight``); ``matched``: ``baseline/iters``. Under
+        ``schedule: epochs`` the iteration-matched baseline, whose hashed config also holds the sampling
+        numbers that fix M (its schedule is computed from N and M when it runs:
+        :func:`~replication.experiments.stepfns.matched_schedule`); under ``schedule: iterations`` the
+        baseline at twice the iteration budget (the plateau check).
         """
         base = F.with_generated_weight(self.train_base, weight)
         if matched and base.schedule == ITERATIONS:   # the plateau check: the baseline at 2× the iteration budget
@@ -367,6 +369,12 @@ def plan_experiment(spec: ExperimentSpec, *, data_root: str | Path | None = None
     return plan
 
 
+def train_schedule(spec: ExperimentSpec) -> str:
+    """The ``schedule`` (``epochs`` / ``iterations``) of ``spec``'s train preset with its overrides, as planned
+    (the report words ``baseline/iters`` after it)."""
+    return F.resolve_train(_preset_source(spec.train, spec), spec.train.overrides, spec.path).schedule
+
+
 def _check_weights(spec: ExperimentSpec, preset_weight: float) -> None:
     """``@λ`` rows need the plain rows at λ = 1 (the λ figure puts them there); ConfigError naming the spec."""
     weighted = [r for r in spec.rows if parse_row_id(r).weight is not None]
@@ -402,4 +410,4 @@ def run_experiment(spec: ExperimentSpec, *, runs: str | Path = "runs", data_root
     return ExperimentResult(plan, records)
 
 
-__all__ = ["Plan", "ExperimentResult", "plan_experiment", "run_experiment"]
+__all__ = ["Plan", "ExperimentResult", "plan_experiment", "run_experiment", "train_schedule"]
