@@ -24,13 +24,15 @@ install: $(STAMP)
 
 # The main job: 3 paired seeds by default (the verdicts need ≥ 2); DEMO_SEEDS=5 for tighter intervals.
 DEMO_SEEDS ?= 3
+# Independent steps at once, 1 torch thread each (README "Parallel steps"); DEMO_JOBS=1 runs them one by one.
+DEMO_JOBS ?= 2
 demo: $(STAMP)
-	$(BIN)/spl experiment run tables/specs/demo.yaml --runs $(RUNS) --seeds $(DEMO_SEEDS)
+	$(BIN)/spl experiment run tables/specs/demo.yaml --runs $(RUNS) --seeds $(DEMO_SEEDS) --jobs $(DEMO_JOBS)
 	$(BIN)/spl tables render tables/specs/demo.yaml --runs $(RUNS)
 
 # Everything the demo leaves out for time: WGAN-GP rows and the λ sensitivity rows (shares the demo's cached steps).
 demo-full: $(STAMP)
-	$(BIN)/spl experiment run tables/specs/demo-full.yaml --runs $(RUNS) --seeds $(DEMO_SEEDS)
+	$(BIN)/spl experiment run tables/specs/demo-full.yaml --runs $(RUNS) --seeds $(DEMO_SEEDS) --jobs $(DEMO_JOBS)
 	$(BIN)/spl tables render tables/specs/demo-full.yaml --runs $(RUNS)
 
 # The study beyond the paper (issue #13): Δ mAP of SPL and smooth vs the baseline against the labelled-set
@@ -42,8 +44,11 @@ study: $(STAMP)
 	$(BIN)/spl study run $(STUDY) --runs $(RUNS) $(if $(STUDY_SEEDS),--seeds $(STUDY_SEEDS))
 	$(BIN)/spl study render $(STUDY) --runs $(RUNS)
 
+# pytest-xdist: TEST_WORKERS processes (2 = the 2 cores CI has); TEST_WORKERS=0 runs in one process.
+# --dist loadfile keeps each test file on one worker, so a module-scoped fixture (a trained model) is built once.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # ruff (settings in ruff.toml); .ci/run calls it before the tests.
 lint: $(STAMP)

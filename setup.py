@@ -17,6 +17,8 @@ INSTALL_REQUIRES = [
     "tqdm>=4.66",
     "matplotlib>=3.8",
     "pyyaml>=6.0",
+    "cloudpickle>=3.0",   # steps are closures: pickled for --jobs workers and submitit jobs
+    "submitit>=1.5",      # --launcher slurm | submitit-local
 ]
 
 setup(
@@ -31,7 +33,8 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         # ruff is pinned: its rules change between releases, and `make lint` must give the same verdict.
-        "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3", "ruff==0.17.6", "timm>=1.0"],
+        "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "ruff==0.17.6",
+                "timm>=1.0"],
         "timm": ["timm>=1.0"],
     },
     entry_points={"console_scripts": ["spl=replication.cli:main"]},

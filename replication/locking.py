@@ -19,6 +19,7 @@ import fcntl
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,12 +40,18 @@ def lock_path(target: str | os.PathLike) -> Path:
     return target.parent / f".{target.name}.lock"
 
 
-def _holder(path: Path) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:
-        return "another process"
-    return text or "another process"
+def _holder(path: Path, wait_s: float = 1.0) -> str:
+    """The holder's stamp. The holder writes it just after locking, so an empty file is read again
+    for up to ``wait_s`` (a loaded machine can delay that write; the refusal should name the holder)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            return "another process"
+        if text or time.monotonic() > deadline:
+            return text or "another process"
+        time.sleep(0.02)
 
 
 def _acquire(path: Path, target: Path) -> int:

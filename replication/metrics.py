@@ -7,7 +7,9 @@ Pure NumPy (no I/O). Inputs are ``scores`` (N×C; logits by default, or probabil
 Definitions (paper §3.1; docs/metrics.md#definitions; SRN's ``tools/AP_VOC.m``,
 ``tools/precision_recall_f1.m``, ``evaluate.m``):
 
-* probabilities p = sigmoid(logits), computed in float32 (``score_dtype``); pred = p > 0.5.
+* probabilities p = sigmoid(logits), computed in float64 (``score_dtype``), as SRN's MATLAB does; pred = p > 0.5.
+  In float32 the probabilities above logit ≈ 2.5 lie on a grid of 6e-8, so distinct logits tie long
+  before 1.0 (and every logit above ≈ 16.6 gives exactly 1.0); float64 keeps them apart.
 * AP ``voc``: per class, sort by descending score (stable: ties keep image order, as MATLAB's
   ``sort``), cumulative TP/FP, rec = TP/npos, prec = TP/(TP+FP), precision made monotone by a running
   max from the right, AP = Σ Δrec · prec_interp. ``noninterpolated``: the mean precision at each
@@ -87,9 +89,10 @@ class MetricConvention:
         no_positive: AP of a class without positives in the mean: ``"exclude"`` (warning),
             ``"zero"`` or ``"nan"``.
         top3: the Top-3 rule used when :func:`evaluate` is called with ``top3=None``.
-        score_dtype: dtype of the sigmoid and of the ranking (``"float32"`` as paper §3.1;
-            docs/metrics.md#definitions; SRN's MATLAB ran in float64, which only differs where float32
-            sigmoids saturate into ties).
+        score_dtype: dtype of the sigmoid and of the ranking: ``"float64"`` (SRN's MATLAB, which applies
+            the sigmoid in double) or ``"float32"`` (the network's output precision, as ML-GCN's and ASL's
+            torch code). float32 ties distinct logits wherever their sigmoids fall on one float32 value,
+            which happens well before saturation (docs/metrics.md#decisions-for-docsdecisionsmd).
     """
 
     ap: str = "voc"
@@ -100,7 +103,7 @@ class MetricConvention:
     zero_division: str = "srn"
     no_positive: str = "exclude"
     top3: str = "pure"
-    score_dtype: str = "float32"
+    score_dtype: str = "float64"
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():
@@ -114,9 +117,9 @@ class MetricConvention:
 PRESETS: dict[str, MetricConvention] = {
     "srn": MetricConvention(),
     "mlgcn": MetricConvention(ap="noninterpolated", threshold=0.0, threshold_op=">=", score_space="logits",
-                              f1_c="harmonic", zero_division="zero", top3="thresholded"),
+                              f1_c="harmonic", zero_division="zero", top3="thresholded", score_dtype="float32"),
     "asl": MetricConvention(ap="noninterpolated", threshold=0.8, f1_c="mean", zero_division="zero",
-                            no_positive="zero"),
+                            no_positive="zero", score_dtype="float32"),
 }
 
 
@@ -281,7 +284,7 @@ def per_class_ap(scores: Any, labels: Any, *, ap: str = "voc", wider: bool | str
 
     ``ap`` is ``"voc"`` (SRN's interpolated AP) or ``"noninterpolated"``; with WIDER labels
     (``wider=True``, or ``"auto"`` and some −1 present) label-0 items are dropped per class. Scores
-    are ranked in ``convention``'s score space and dtype (SRN: float32 sigmoid of the logits).
+    are ranked in ``convention``'s score space and dtype (SRN: float64 sigmoid of the logits).
     """
     conv = get_convention(convention, ap=ap)
     s, y, wider = check_inputs(scores, labels, scores_are=scores_are, wider=wider)

@@ -66,7 +66,9 @@ SOURCE_LABELS = {**GEN_LABELS, "shuffled": "block-shuffled real", REAL_SOURCE: "
 #: (the limited-label analogue: images without labels are plentiful); ``labelled``, the N labelled images
 #: only (the paper's setting). docs/decisions.md, "The unlabeled pool".
 GAN_DATA = ("all", "labelled")
-#: The iteration-matched baseline: real images only, as many iterations as a row with generated images.
+#: The baseline trained longer: real images only, under ``schedule: epochs`` as many iterations as a row with
+#: generated images (iteration-matched); under ``schedule: iterations`` (every row the same budget) twice the
+#: iteration budget, the plateau check (docs/decisions.md, "baseline/iters").
 BASELINE_ITERS = "baseline/iters"
 #: ``<rule>/<source>@<λ>``: the row trained with generated-image weight λ (``data.generated_weight``).
 WEIGHT_SEP = "@"
@@ -136,15 +138,18 @@ def parse_row_id(row: str) -> RowId:
     return RowId(method, source, weight)
 
 
-def row_label(row: str) -> str:
+def row_label(row: str, *, iteration_schedule: bool = False) -> str:
     """The paper's name of a row, e.g. ``"spl/dcgan"`` → ``"Our SPL (DCGAN)"``.
 
-    Control rows: ``"Baseline, iteration-matched"``, ``"Smooth labeling (block-shuffled real)"``,
+    Control rows: ``"Baseline, iteration-matched"`` (``"Baseline, 2× iterations"`` when the spec trains with
+    ``schedule: iterations``: ``iteration_schedule``), ``"Smooth labeling (block-shuffled real)"``,
     ``"Our SPL (DCGAN), λ = 0.3"`` (without the :data:`BEYOND_PAPER_MARK`, which the tables add).
     """
     rid = parse_row_id(row)
     if rid.source is None:
-        return "Baseline, iteration-matched" if rid.matched else "Baseline"
+        if not rid.matched:
+            return "Baseline"
+        return "Baseline, 2× iterations" if iteration_schedule else "Baseline, iteration-matched"
     label = f"{ROW_LABELS[rid.method]} ({SOURCE_LABELS[rid.source]})"
     return label if rid.weight is None else f"{label}, λ = {rid.weight:g}"
 
@@ -163,3 +168,11 @@ INPUT_NORM_RGB_STATS = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     "inception": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 }
+
+# -- step kinds of the experiment runner (replication/experiments/runner.py; docs/experiments.md) ----------
+#: Every kind of cached step; the launcher's resources file (tables/launch/slurm.yaml) is keyed by them.
+STEP_KINDS = ("shards", "view", "pretrain", "gan", "samples", "predict", "labels", "train", "metrics", "quality",
+              "gallery")
+#: The launchers of ``spl experiment run --launcher``: this process (+ ``--jobs``), SLURM through submitit, and
+#: submitit's local executor (each step a job on this machine: the SLURM path without a cluster).
+LAUNCHERS = ("local", "slurm", "submitit-local")

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from replication.benchmarks import harness
@@ -90,3 +91,60 @@ def test_bench_kernels_json_rows_merge_per_device(tmp_path):
     rows = json.loads(path.read_text())["results"]
     assert {r["op"] for r in rows} == {"assign_labels", "soft_cross_entropy"}  # the second run merged
     assert all(r["status"] == "ok" and r["p20"] <= r["p50"] <= r["p80"] for r in rows)
+
+
+# ----------------------------------------------------------------------------- spl bench train vs GEMM (issue #20)
+
+
+def _hand_forward_flops(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, int]:
+    """(forward FLOPs of every conv and linear layer, the first conv's share), from each layer's output shape:
+    a conv costs 2·|out|·(C_in/groups)·k_h·k_w, a linear layer 2·B·in·out (multiply-adds count 2)."""
+    counts: list[int] = []
+
+    def hook(mod, inp, out):
+        if isinstance(mod, torch.nn.Conv2d):
+            kh, kw = mod.kernel_size
+            counts.append(2 * out.numel() * (mod.in_channels // mod.groups) * kh * kw)
+        else:
+            counts.append(2 * inp[0].shape[0] * mod.in_features * mod.out_features)
+
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    handles = [m.register_forward_hook(hook) for m in layers]
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    return sum(counts), counts[0]
+
+
+def test_train_step_flops_match_a_hand_count():
+    """A training step is forward + backward: the backward of each conv/linear layer costs twice its forward
+    (input and weight gradients), except the stem conv, whose input needs no gradient."""
+    from replication.benchmarks.train import _synthetic, step_flops
+    from replication.models import build_model
+
+    x, _, _ = _synthetic(4, 28, 10, torch.device("cpu"))
+    fwd, stem = _hand_forward_flops(build_model("preact_resnet_small", 10), x)
+    assert step_flops("preact_resnet_small", 10, 4, 28, torch.device("cpu")) == 3 * fwd - stem
+
+
+def test_bench_train_quick_reports_gflops_against_gemm(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from replication.benchmarks.train import step_flops
+    from replication.cli import cli
+
+    out = tmp_path / "train.json"
+    res = CliRunner().invoke(cli, ["bench", "train", "--quick", "--device", "cpu", "--cases", "embedded",
+                                   "--threads", "1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "% of fp32 GEMM" in res.output
+    data = json.loads(out.read_text())
+    assert data["conditions"]["gemm_n"] == 256
+    (row,) = data["results"]
+    want = step_flops("preact_resnet_small", 10, 8, 28, torch.device("cpu"))
+    assert row["gflop_per_step"] == pytest.approx(want / 1e9, abs=1e-4)
+    assert row["gflops"] == pytest.approx(row["gflop_per_step"] / row["step_s"]["median"], rel=0.01)
+    assert row["gemm_ratio"] == pytest.approx(row["gflops"] / row["gemm_gflops"], rel=0.01)

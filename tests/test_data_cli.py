@@ -87,8 +87,11 @@ def test_spec_train_count_reaches_only_the_training_shards_and_keeps_old_fingerp
     limited = dataclasses.replace(base, dataset=dataclasses.replace(base.dataset, train_count=500))
     assert limited.fingerprint() != base.fingerprint()
     plan_base, plan_lim = plan_experiment(base, seeds=1), plan_experiment(limited, seeds=1)
-    shards = {s.config["split"]: s for s in plan_lim.steps if s.kind == "shards"}
+    # (with train_count the plan also holds the whole training split, for the unlabeled pool of issue #19)
+    shards = {split: plan_lim.named[f"shards/{split}"] for split in ("train", "test")}
     assert shards["train"].config["count"] == 500 and "count" not in shards["test"].config
+    assert "count" not in plan_lim.named["shards/train-all"].config
     old = {s.config["split"]: s for s in plan_base.steps if s.kind == "shards"}
     assert "count" not in old["train"].config
     assert old["test"].key == shards["test"].key and old["train"].key != shards["train"].key
+    assert plan_lim.named["shards/train-all"].key == old["train"].key  # the whole split: the earlier shards

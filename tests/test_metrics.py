@@ -72,10 +72,36 @@ def test_ties_keep_image_order_like_matlab_stable_sort():
         7 / 12, abs=1e-12
     )
     assert per_class_ap(s, col(1, 1, 0), ap="voc", scores_are="probs")[0] == 1.0
-    # -0.0 and +0.0 tie too (logits); float32 sigmoid saturation creates ties: 20 and 30 both -> 1.0
+    # -0.0 and +0.0 tie too (logits); a float32 sigmoid saturates: 20 and 30 both -> 1.0 (not in float64, SRN's)
     assert per_class_ap(col(-0.0, 0.0), col(0, 1), ap="noninterpolated", scores_are="logits")[0] == 0.5
-    assert per_class_ap(col(20.0, 30.0), col(0, 1), ap="noninterpolated")[0] == 0.5
+    f32 = get_convention("srn", score_dtype="float32")
+    assert per_class_ap(col(20.0, 30.0), col(0, 1), ap="noninterpolated", convention=f32)[0] == 0.5
+    assert per_class_ap(col(20.0, 30.0), col(0, 1), ap="noninterpolated")[0] == 1.0
     assert per_class_ap(col(20.0, 30.0), col(0, 1), ap="noninterpolated", convention="mlgcn")[0] == 1.0
+
+
+def test_srn_default_ranks_in_float64_where_float32_ties_by_hand():
+    """Issue #19 item 9: SRN's evaluate.m applies the sigmoid in double. Two hand cases where float32 ties:
+
+    * class 0: logits 17.0 and 17.5 (saturated: 1 + exp(−17) rounds to 1 in float32, so both give 1.0);
+    * class 1: logits 8.0 and 8.000001 (not saturated: their sigmoids differ by 3e-10, below float32's
+      grid of 6e-8 near 1).
+
+    In both the negative image comes first and the positive second. Tied (float32), the stable order
+    puts the negative first: AP = 1/2 (precision 1/2 at recall 1). Ranked in float64 the positive comes
+    first: AP = 1. With a third, clearly negative image: mAP 50 (float32) vs 100 (float64, the default).
+    """
+    logits = np.array([[17.0, 8.0], [17.5, 8.000001], [-3.0, -3.0]], dtype=np.float32)
+    labels = np.array([[0, 0], [1, 1], [0, 0]], dtype=np.float32)
+    p32 = sigmoid(logits, "float32")
+    assert p32[0, 0] == p32[1, 0] == 1.0 and p32[0, 1] == p32[1, 1] < 1.0   # float32 ties both classes
+    p64 = sigmoid(logits, "float64")
+    assert p64[1, 0] > p64[0, 0] and p64[1, 1] > p64[0, 1]                  # float64 does not
+    assert get_convention("srn").score_dtype == "float64"
+    assert per_class_ap(logits, labels).tolist() == [1.0, 1.0]
+    assert per_class_ap(logits, labels, convention=get_convention("srn", score_dtype="float32")).tolist() == [0.5, 0.5]
+    assert evaluate(logits, labels)["mAP"] == pytest.approx(100.0, abs=1e-12)
+    assert evaluate(logits, labels, score_dtype="float32")["mAP"] == pytest.approx(50.0, abs=1e-12)
 
 
 def test_class_without_positives_is_nan_and_excluded_with_warning():

@@ -13,15 +13,16 @@ dynamic ones turn the SAME-padding arithmetic into huge symbolic expressions —
 compile then ran > 5 min or failed) and on CUDA ``cudagraphs`` (``torch.compile(mode="reduce-overhead")``).
 A mode that fails is recorded with its error, never skipped silently.
 
-**Achieved vs GEMM.** Each case's floating-point operations per iteration are counted once (not
-estimated) by running one eager iteration under :class:`torch.utils.flop_counter.FlopCounterMode`
-(:func:`count_flops`; convolutions, their backward passes and matmuls — element-wise work counts
-zero). Each row then reports ``gflop_per_iter``, the achieved ``gflops`` (counted FLOPs over the
-median iteration time), ``gemm_gflops`` — an fp32 ``n × n`` matmul (n = 2048) timed on the same device
-and threads in the same run, immediately before and after the row (:func:`gemm_gflops`, mean of the
-two medians, so a load change on a shared machine hits both figures alike) — and ``gemm_ratio``
-(:func:`achieved_vs_gemm`). ``presets`` (e.g. ``embedded-dcgan``) take arch, size, width and batch from
-the GAN presets instead of ``sizes`` × ``width`` × ``batch``.
+**Achieved vs GEMM** (the harness's, shared with ``spl bench train``). Each case's floating-point
+operations per iteration are counted once (not estimated) by running one eager iteration under
+``FlopCounterMode`` (:func:`~replication.benchmarks.harness.count_flops`; convolutions, their backward
+passes and matmuls — element-wise work counts zero). Each row then reports ``gflop_per_iter``, the
+achieved ``gflops`` (counted FLOPs over the median iteration time), ``gemm_gflops`` — an fp32
+``n × n`` matmul (n = 2048) timed on the same device and threads in the same run, immediately before
+and after the row (:func:`~replication.benchmarks.harness.gemm_gflops`, mean of the two medians, so a
+load change on a shared machine hits both figures alike) — and ``gemm_ratio``
+(:func:`~replication.benchmarks.harness.achieved_vs_gemm`). ``presets`` (e.g. ``embedded-dcgan``) take
+arch, size, width and batch from the GAN presets instead of ``sizes`` × ``width`` × ``batch``.
 """
 from __future__ import annotations
 
@@ -33,18 +34,17 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 import gan_tf_port
 from gan_tf_port.optim import make_adam
 from gan_tf_port.steps import Noise, dcgan_iteration, wgan_gp_iteration
 from replication.benchmarks import harness
+from replication.benchmarks.harness import GEMM_N, achieved_vs_gemm, count_flops, gemm_gflops
 from replication.errors import ConfigError
 from replication.gan.config import load_gan_config
 
 MODES = ("eager", "compile", "cudagraphs")
 ARCHS = ("dcgan", "wgan-gp")
-GEMM_N = 2048
 
 
 @dataclasses.dataclass
@@ -111,46 +111,6 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
-
-
-class _NoModuleTracker:
-    """Stands in for ``FlopCounterMode``'s per-module tracker, which only attributes FLOPs to modules: its
-    backward hooks break ``torch.autograd.grad`` on a leaf (the gradient penalty's x̂) with "A leaf node was
-    passed to _will_engine_execute_node". All FLOPs go to "Global"; the total is the same."""
-
-    parents = frozenset({"Global"})
-
-    def __enter__(self) -> _NoModuleTracker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def count_flops(fn: Callable[[], object]) -> int:
-    """Floating-point operations of one call of ``fn``, counted by ``FlopCounterMode`` (a multiply-add is 2)."""
-    counter = FlopCounterMode(display=False)
-    counter.mod_tracker = _NoModuleTracker()
-    with counter:
-        fn()
-    return int(counter.get_total_flops())
-
-
-def gemm_gflops(device: torch.device | str = "cpu", n: int = GEMM_N, reps: int = 5, warmup: int = 1) -> float:
-    """fp32 GFLOP/s of an ``n × n`` by ``n × n`` matmul (``2n³`` FLOPs) on ``device`` with torch's current
-    threads: the median of ``reps`` timed calls."""
-    dev = torch.device(device)
-    gen = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=gen).to(dev)
-    b = torch.randn(n, n, generator=gen).to(dev)
-    timing = harness.time_calls(lambda: torch.mm(a, b), warmup=warmup, reps=reps, sync=harness.device_sync(dev))
-    return 2.0 * n ** 3 / harness.percentile(timing.samples, 50) / 1e9
-
-
-def achieved_vs_gemm(flops: float, seconds: float, gemm: float) -> dict[str, float]:
-    """``gflops`` = ``flops`` / ``seconds`` / 1e9 and ``gemm_ratio`` = that over ``gemm`` (GFLOP/s)."""
-    achieved = flops / seconds / 1e9
-    return {"gflops": round(achieved, 2), "gemm_gflops": round(gemm, 2), "gemm_ratio": round(achieved / gemm, 4)}
 
 
 def bench_one(arch: str, size: int, mode: str, *, width: int, batch: int, iters: int, warmup: int,

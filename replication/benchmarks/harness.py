@@ -11,6 +11,10 @@
 * **Result files**: one JSON per (benchmark, device, thread count),
   ``<results_dir>/<bench>-<device-slug>-t<threads>.json`` (:func:`result_path`), written atomically,
   so a run on a GPU never replaces the CPU numbers and vice versa.
+* **Achieved vs GEMM** (:func:`count_flops`, :func:`gemm_gflops`, :func:`achieved_vs_gemm`): a step's
+  floating-point operations counted by ``FlopCounterMode`` (convolutions, matmuls and their
+  backward passes; element-wise work counts zero), its achieved GFLOP/s, and the ratio to an fp32
+  ``n × n`` matmul timed on the same device and threads in the same run.
 """
 from __future__ import annotations
 
@@ -29,10 +33,13 @@ from typing import Any
 import numba
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from replication.io_utils import atomic_write_text
 
 RESULTS_DIR = Path("benchmarks/results")
+#: Side of the fp32 reference matmul of the achieved-vs-GEMM figures (``spl bench gan``, ``spl bench train``).
+GEMM_N = 2048
 
 
 # ----------------------------------------------------------------------------- timing
@@ -124,6 +131,49 @@ def time_calls(fn: Callable[[], object], *, warmup: int = 1, reps: int | None = 
             device_samples.append(ev0.elapsed_time(ev1) / 1000.0)
         samples.append((t2 - t1) / 1e9)
     return Timing(samples, warmup_s, device_samples if cuda_events else None)
+
+
+# ----------------------------------------------------------------------------- achieved vs GEMM
+
+
+class _NoModuleTracker:
+    """Stands in for ``FlopCounterMode``'s per-module tracker, which only attributes FLOPs to modules: its
+    backward hooks break ``torch.autograd.grad`` on a leaf (the gradient penalty's x̂) with "A leaf node was
+    passed to _will_engine_execute_node". All FLOPs go to "Global"; the total is the same."""
+
+    parents = frozenset({"Global"})
+
+    def __enter__(self) -> _NoModuleTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """Floating-point operations of one call of ``fn``, counted by ``FlopCounterMode`` (a multiply-add is 2)."""
+    counter = FlopCounterMode(display=False)
+    counter.mod_tracker = _NoModuleTracker()
+    with counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def gemm_gflops(device: torch.device | str = "cpu", n: int = GEMM_N, reps: int = 5, warmup: int = 1) -> float:
+    """fp32 GFLOP/s of an ``n × n`` by ``n × n`` matmul (``2n³`` FLOPs) on ``device`` with torch's current
+    threads: the median of ``reps`` timed calls."""
+    dev = torch.device(device)
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=gen).to(dev)
+    b = torch.randn(n, n, generator=gen).to(dev)
+    timing = time_calls(lambda: torch.mm(a, b), warmup=warmup, reps=reps, sync=device_sync(dev))
+    return 2.0 * n ** 3 / percentile(timing.samples, 50) / 1e9
+
+
+def achieved_vs_gemm(flops: float, seconds: float, gemm: float) -> dict[str, float]:
+    """``gflops`` = ``flops`` / ``seconds`` / 1e9 and ``gemm_ratio`` = that over ``gemm`` (GFLOP/s)."""
+    achieved = flops / seconds / 1e9
+    return {"gflops": round(achieved, 2), "gemm_gflops": round(gemm, 2), "gemm_ratio": round(achieved / gemm, 4)}
 
 
 # ----------------------------------------------------------------------------- machine

@@ -16,6 +16,13 @@ Each (case, batch, mode) is timed (:func:`replication.benchmarks.harness.time_ca
 then timed steps, device synchronised after each) with synthetic device tensors and with the shard
 loader (``ShardDataset`` + ``DataLoader``, ``workers``) feeding it; the record holds both and the
 loader/synthetic ratio. Speed is reported, never asserted.
+
+**Achieved vs GEMM** (issue #20; the harness's, as ``spl bench gan``): each case's FLOPs per step
+(forward + backward of the eager float32 step, counted once by ``FlopCounterMode``:
+:func:`~replication.benchmarks.harness.count_flops`) give every synthetic row ``gflop_per_step``,
+``gflops`` (over the median step time) and ``gemm_ratio`` against an fp32 ``gemm_n × gemm_n``
+matmul timed on the same device and threads just before and after the row. A cl+amp or compile row
+does the same operations in bf16 or fused; its ratio is still to the fp32 GEMM.
 """
 from __future__ import annotations
 
@@ -58,6 +65,7 @@ class TrainBenchConfig:
     cases: tuple[str, ...] | None = None      # subset of CASES (None: all)
     modes: tuple[str, ...] | None = None      # subset of MODES (None: the device's defaults)
     r101_batches: tuple[int | str, ...] | None = None  # CUDA R101 batches, ints or "max" (None: 24, max)
+    gemm_n: int = harness.GEMM_N              # side of the fp32 reference matmul (0: no GEMM figures)
 
 
 def _write_shards(path: Path, n: int, size: int, encoding: str, classes: int, seed: int = 0) -> Path:
@@ -100,13 +108,25 @@ class _Step:
         self.opt.step()
 
 
-def _time_synthetic(step: _Step, batch: int, crop: int, classes: int, warmup: int, steps: int) -> float:
+def _synthetic(batch: int, crop: int, classes: int, dev: torch.device) -> tuple[torch.Tensor, ...]:
+    """A fixed batch: Caffe-range images, 30 % positive labels, unit weights."""
     g = torch.Generator().manual_seed(0)
-    x = (torch.rand(batch, 3, crop, crop, generator=g) * 255 - 117).to(step.dev)
-    y = (torch.rand(batch, classes, generator=g) < 0.3).float().to(step.dev)
-    w = torch.ones(batch, device=step.dev)
-    timing = harness.time_calls(lambda: step(x, y, w), warmup=warmup, reps=steps, sync=harness.device_sync(step.dev))
-    return timing.rate(batch * steps)
+    x = (torch.rand(batch, 3, crop, crop, generator=g) * 255 - 117).to(dev)
+    y = (torch.rand(batch, classes, generator=g) < 0.3).float().to(dev)
+    return x, y, torch.ones(batch, device=dev)
+
+
+def _time_synthetic(step: _Step, batch: int, crop: int, classes: int, warmup: int, steps: int) -> harness.Timing:
+    x, y, w = _synthetic(batch, crop, classes, step.dev)
+    return harness.time_calls(lambda: step(x, y, w), warmup=warmup, reps=steps, sync=harness.device_sync(step.dev))
+
+
+def step_flops(model: str, classes: int, batch: int, crop: int, dev: torch.device) -> int:
+    """FLOPs of one eager float32 training step (forward + backward; counted after one untimed step)."""
+    step = _Step(model, classes, dev, "eager")
+    x, y, w = _synthetic(batch, crop, classes, dev)
+    step(x, y, w)
+    return harness.count_flops(lambda: step(x, y, w))
 
 
 def _time_loader(step: _Step, shards: Path, batch: int, crop: int, load: int, workers: int, warmup: int,
@@ -155,13 +175,22 @@ def _cases(cfg: TrainBenchConfig, on_cuda: bool) -> list[dict]:
     return cases
 
 
-def _measure(case: dict, shards: Path, batch: int, mode: str, dev: torch.device, row: dict) -> None:
-    """Fill ``row`` with the synthetic and loader-fed images/s of one (case, batch, mode), or an OOM error."""
+def _measure(case: dict, shards: Path, batch: int, mode: str, dev: torch.device, row: dict,
+             flops: int | None = None, gemm_n: int = 0) -> None:
+    """Fill ``row`` with the synthetic and loader-fed images/s of one (case, batch, mode), or an OOM error;
+    with ``flops`` (per step) and ``gemm_n`` also the achieved GFLOP/s of the synthetic steps vs the GEMM."""
     step = None
     try:
         step = _Step(case["model"], case["classes"], dev, mode)
         args = (row["warmup"], row["steps"])
-        row["synthetic_images_per_s"] = round(_time_synthetic(step, batch, case["crop"], case["classes"], *args), 1)
+        gemm_before = harness.gemm_gflops(dev, gemm_n) if flops and gemm_n else None
+        timing = _time_synthetic(step, batch, case["crop"], case["classes"], *args)
+        row["synthetic_images_per_s"] = round(timing.rate(batch * row["steps"]), 1)
+        row["step_s"] = harness.summarize(timing.samples)
+        if gemm_before is not None:
+            gemm = (gemm_before + harness.gemm_gflops(dev, gemm_n)) / 2
+            row.update(gflop_per_step=round(flops / 1e9, 4),
+                       **harness.achieved_vs_gemm(flops, harness.percentile(timing.samples, 50), gemm))
         row["loader_images_per_s"] = round(
             _time_loader(step, shards, batch, case["crop"], case["load"], row["workers"], *args), 1)
         row["loader_fraction"] = round(row["loader_images_per_s"] / row["synthetic_images_per_s"], 3)
@@ -171,6 +200,15 @@ def _measure(case: dict, shards: Path, batch: int, mode: str, dev: torch.device,
         del step  # free the model before emptying the CUDA cache
         if dev.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def _try_flops(case: dict, batch: int, dev: torch.device) -> int | None:
+    """:func:`step_flops` of a case, None when it does not fit (the rows then record their own error)."""
+    try:
+        return step_flops(case["model"], case["classes"], batch, case["crop"], dev)
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        return None
 
 
 def run_train(cfg: TrainBenchConfig) -> dict:
@@ -185,6 +223,7 @@ def run_train(cfg: TrainBenchConfig) -> dict:
     if cfg.modes:
         modes = list(cfg.modes)
     n_steps = cfg.steps or (2 if cfg.quick else 20 if on_cuda else 5)
+    gemm_n = min(cfg.gemm_n, 256) if cfg.quick else cfg.gemm_n
     warmup = 1 if cfg.quick else 5 if on_cuda else 2
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -195,11 +234,13 @@ def run_train(cfg: TrainBenchConfig) -> dict:
                        _largest_batch(case["model"], case["classes"], dev, case["crop"], 24, cfg.max_batch)
                        for b in case["batches"]]
             for batch in dict.fromkeys(batches):
+                flops = _try_flops(case, batch, dev) if gemm_n else None
                 for mode in modes:
                     row = dict(case=case["case"], model=case["model"], input=case["crop"], batch=batch, mode=mode,
                                device=str(dev), steps=n_steps, warmup=warmup, workers=workers)
-                    _measure(case, shards, batch, mode, dev, row)
+                    _measure(case, shards, batch, mode, dev, row, flops, gemm_n)
                     rows.append(row)
     conditions = {"quick": cfg.quick, "loss_backend": last_backend(), "optimizer": "SGD momentum 0.9 wd 1e-4",
-                  "amp_dtype": "bfloat16", "modes": modes, "steps": n_steps, "warmup": warmup, "workers": workers}
+                  "amp_dtype": "bfloat16", "modes": modes, "steps": n_steps, "warmup": warmup, "workers": workers,
+                  "gemm_n": gemm_n}
     return harness.record("train", harness.machine_info(dev), conditions, rows)

@@ -174,7 +174,7 @@ def _show_gan_row(r: dict) -> None:
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
 @click.option("--presets", default=None, help="Comma-separated GAN presets (e.g. embedded-dcgan,embedded-wgan-gp) "
               "whose arch, size, width and batch make the cases, instead of --sizes/--width/--batch.")
-@click.option("--gemm-n", type=click.IntRange(min=0), default=gan_bench.GEMM_N, show_default=True,
+@click.option("--gemm-n", type=click.IntRange(min=0), default=harness.GEMM_N, show_default=True,
               help="Side of the fp32 reference matmul timed beside each row (0: no GEMM reference).")
 @click.option("--quick", is_flag=True, help="Tiny settings for tests: size 32, width 8, batch 8, 2+1 iterations.")
 def gan_command(out, results_dir, sizes, modes, width, batch, iters, warmup, device, row_timeout, threads,
@@ -214,17 +214,19 @@ def gan_command(out, results_dir, sizes, modes, width, batch, iters, warmup, dev
 @click.option("--modes", default=None, help="Comma-separated subset of eager,cl+amp,compile "
               "(default: all on CUDA, eager on CPU unless --cpu-amp/--cpu-compile).")
 @click.option("--batches", default=None, help="Comma-separated CUDA R101 batches, integers or 'max' (default 24,max).")
+@click.option("--gemm-n", type=click.IntRange(min=0), default=harness.GEMM_N, show_default=True,
+              help="Side of the fp32 reference matmul timed beside each row (0: no GEMM reference).")
 @_out_options("train", click.Path(path_type=Path))
 @click.option("--quick", is_flag=True, help="Tiny sizes, eager only, no workers (for tests).")
 def train_command(device, workers, max_batch, cpu_r101_size, cpu_amp, cpu_compile, steps, threads, cases, modes,
-                  batches, out, results_dir, quick) -> None:
+                  batches, gemm_n, out, results_dir, quick) -> None:
     """Images/s of one training step (embedded model, R101): eager vs channels_last+AMP vs compile,
-    synthetic tensors vs the shard loader (JSON)."""
+    synthetic tensors vs the shard loader, and the counted GFLOP/s against an fp32 GEMM (JSON)."""
     if threads:
         torch.set_num_threads(threads)
     cfg = train_bench.TrainBenchConfig(device=device, quick=quick, workers=workers, max_batch=max_batch,
                                        cpu_r101_size=cpu_r101_size, cpu_amp=cpu_amp, cpu_compile=cpu_compile,
-                                       steps=steps, cases=_split(cases), modes=_split(modes),
+                                       steps=steps, cases=_split(cases), modes=_split(modes), gemm_n=gemm_n,
                                        r101_batches=tuple(b if b == "max" else int(b) for b in _split(batches) or ())
                                        or None)
     for name, given, known in (("case", cfg.cases, train_bench.CASES), ("mode", cfg.modes, train_bench.MODES)):
@@ -238,8 +240,10 @@ def train_command(device, workers, max_batch, cpu_r101_size, cpu_amp, cpu_compil
         if "error" in r:
             click.echo(f"{head}  {r['error']}")
         else:
+            flops = (f"  {r['gflops']:.1f} GFLOP/s = {100 * r['gemm_ratio']:.0f}% of fp32 GEMM "
+                     f"{r['gemm_gflops']:.1f}" if "gemm_ratio" in r else "")
             click.echo(f"{head}  synthetic {r['synthetic_images_per_s']:9.1f} img/s"
-                       f"  loader {r['loader_images_per_s']:9.1f} img/s  ({100 * r['loader_fraction']:.0f}%)")
+                       f"  loader {r['loader_images_per_s']:9.1f} img/s  ({100 * r['loader_fraction']:.0f}%){flops}")
     click.echo(f"wrote {path}")
 
 

@@ -3,14 +3,20 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import click
 
+from replication.errors import ConfigError
 from replication.experiments.calibration import fit_experiment
+from replication.experiments.launch import DEFAULT_LAUNCH_CONFIG, load_launch_config, submitit_pool
+from replication.experiments.parallel import process_pool
 from replication.experiments.runner import plan_experiment, run_experiment
 from replication.experiments.spec import ExperimentSpec, load_spec, with_train_overrides
 from replication.experiments.stepfns import GALLERY, QUALITY_FILE
+from replication.experiments.steps import DEFAULT_THREADS, StepPool
+from replication.vocabulary import LAUNCHERS
 
 
 @click.group(name="experiment")
@@ -40,15 +46,45 @@ def _common(f):
     return click.argument("spec", type=click.Path(path_type=Path))(f)
 
 
+_threads_option = click.option(
+    "--threads-per-step", "threads", type=click.IntRange(min=1), default=DEFAULT_THREADS, show_default=True,
+    help="Torch CPU threads of every step; results depend on it, so it is part of each step's hash "
+         "(a different count runs the steps again in new directories). Give the same to `status`.")
+
+
+def _pool(launcher: str, jobs: int, threads: int, runs: Path, launch_config: Path,
+          partition: str | None) -> AbstractContextManager[StepPool | None]:
+    """Where the steps run: this process (jobs 1), a process pool, or submitit jobs."""
+    if launcher == "local":
+        return process_pool(jobs, threads) if jobs > 1 else nullcontext(None)
+    if jobs != 1:
+        raise ConfigError(f"--jobs is for --launcher local; with --launcher {launcher} every ready step is a job")
+    return submitit_pool(launcher, runs, load_launch_config(launch_config, partition=partition))
+
+
 @command.command("run")
 @_common
+@_threads_option
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run up to N independent steps at once, each in its own process (--launcher local).")
+@click.option("--launcher", type=click.Choice(LAUNCHERS), default="local", show_default=True,
+              help="local: this machine (+ --jobs); slurm: every step a SLURM job (submitit); submitit-local: "
+                   "every step a submitit job on this machine.")
+@click.option("--launch-config", type=click.Path(path_type=Path), default=DEFAULT_LAUNCH_CONFIG, show_default=True,
+              help="Resources per step kind for slurm / submitit-local (README \"On a cluster\").")
+@click.option("--partition", default=None, help="SLURM partition (overrides the launch config's).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def run_cmd(spec: Path, data_root: Path | None, seeds: int, only: tuple[str, ...], runs: Path,
-            no_progress: bool, sets: tuple[str, ...], seed_start: int) -> None:
+            no_progress: bool, sets: tuple[str, ...], seed_start: int, threads: int, jobs: int, launcher: str,
+            launch_config: Path, partition: str | None) -> None:
     """Run every step of SPEC that is not done yet; then `spl tables render SPEC` shows the table."""
     t0 = time.perf_counter()
-    result = run_experiment(spec_with_sets(spec, sets), runs=runs, data_root=data_root, seeds=seeds, only=only,
-                            progress=not no_progress, seed_start=seed_start)
+    if any(s.split("=", 1)[0].strip() == "num_threads" for s in sets):
+        raise ConfigError(f"{spec}: --set num_threads is not hashed; use --threads-per-step (part of each step's key)")
+    loaded = spec_with_sets(spec, sets)
+    with _pool(launcher, jobs, threads, runs, launch_config, partition) as pool:
+        result = run_experiment(loaded, runs=runs, data_root=data_root, seeds=seeds, only=only,
+                                progress=not no_progress, seed_start=seed_start, threads=threads, pool=pool)
     for rec in result.records:
         if rec.status == "ran":
             click.echo(f"ran      {rec.step.describe():40s} {rec.seconds:8.1f} s  {rec.path}", err=True)
@@ -66,11 +102,12 @@ def run_cmd(spec: Path, data_root: Path | None, seeds: int, only: tuple[str, ...
 
 @command.command("status")
 @_common
+@_threads_option
 def status_cmd(spec: Path, data_root: Path | None, seeds: int, only: tuple[str, ...], runs: Path,
-               sets: tuple[str, ...], seed_start: int) -> None:
+               sets: tuple[str, ...], seed_start: int, threads: int) -> None:
     """List the steps of SPEC with their run directories and whether each is done."""
     plan = plan_experiment(spec_with_sets(spec, sets), data_root=data_root, seeds=seeds, only=only,
-                           seed_start=seed_start)
+                           seed_start=seed_start, threads=threads)
     for step in plan.steps:
         state = "done" if step.is_done(runs) else "todo"
         click.echo(f"{state}  {step.describe():40s} {step.path(runs)}")

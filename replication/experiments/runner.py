@@ -23,7 +23,9 @@ Control rows (issue #13; docs/experiments.md#control-rows) reuse this chain: the
 block-shuffled real canvases (no ``gan`` step); ``rule/g@λ`` is ``rule/g``'s chain with
 ``data.generated_weight = λ`` in its trainings (same samples and label file); ``baseline/iters``
 is a real-only training per seed whose schedule is stretched to the iterations of a row with M
-generated images. A spec without control rows plans exactly the steps above.
+generated images — or, when the train preset has ``schedule: iterations`` (every row the same
+iterations), trained for twice the iteration budget (the plateau check). A spec without control rows
+plans exactly the steps above.
 
 With a ``pretrain`` section (issue #13; docs/experiments.md#pretraining) three steps come first::
 
@@ -57,7 +59,8 @@ from pathlib import Path
 from replication.errors import ConfigError
 from replication.experiments import stepfns as F
 from replication.experiments.spec import PRETRAIN_SOURCES, ExperimentSpec, PresetSpec
-from replication.experiments.steps import Step, StepRecord, execute, toposort
+from replication.experiments.steps import DEFAULT_THREADS, Step, StepPool, StepRecord, execute, pin_threads, toposort
+from replication.training.config import ITERATIONS, scaled_iterations
 from replication.vocabulary import BASELINE, GENERATORS, NEEDS_SCORES, REAL_SOURCE, SHUFFLE_GRID, parse_row_id
 
 log = logging.getLogger(__name__)
@@ -196,11 +199,15 @@ class _Planner:
                  weight: float | None = None, matched: bool = False) -> Step:
         """One classifier training: real images, plus generated images and their labels for a GAN row.
 
-        ``weight``: the λ of a ``@λ`` row (``data.generated_weight``); ``matched``: the iteration-matched
-        baseline, whose hashed config also holds the sampling numbers that fix M (its schedule is
-        computed from N and M when it runs: :func:`~replication.experiments.stepfns.matched_schedule`).
+        ``weight``: the λ of a ``@λ`` row (``data.generated_weight``); ``matched``: ``baseline/iters``. Under
+        ``schedule: epochs`` the iteration-matched baseline, whose hashed config also holds the sampling
+        numbers that fix M (its schedule is computed from N and M when it runs:
+        :func:`~replication.experiments.stepfns.matched_schedule`); under ``schedule: iterations`` the
+        baseline at twice the iteration budget (the plateau check).
         """
         base = F.with_generated_weight(self.train_base, weight)
+        if matched and base.schedule == ITERATIONS:   # the plateau check: the baseline at 2× the iteration budget
+            base, matched = scaled_iterations(base, 2), False
         cfg = F.train_hash_config(base, seed)
         match = None
         if matched:
@@ -317,7 +324,8 @@ class _Planner:
 
 
 def plan_experiment(spec: ExperimentSpec, *, data_root: str | Path | None = None, seeds: int = 1,
-                    only: Sequence[str] = (), check_data: bool = True, seed_start: int = 0) -> Plan:
+                    only: Sequence[str] = (), check_data: bool = True, seed_start: int = 0,
+                    threads: int = DEFAULT_THREADS) -> Plan:
     """Build the step graph of ``spec`` (module docstring); nothing runs, every preset is resolved.
 
     ``seeds`` repeats each row's training with seeds ``seed_start`` … ``seed_start + seeds − 1`` (the
@@ -325,6 +333,7 @@ def plan_experiment(spec: ExperimentSpec, *, data_root: str | Path | None = None
     to those rows (their dependencies are planned too; no gallery, no quality step).
     ``check_data=False`` skips the data-root check, for a plan that only locates finished run
     directories (the report page, :mod:`replication.report.page`); such a plan must not be executed.
+    ``threads``: torch threads of every step, part of the keys (:func:`~replication.experiments.steps.pin_threads`).
     """
     if seeds < 1:
         raise ConfigError(f"{spec.path}: --seeds must be ≥ 1, got {seeds}")
@@ -356,7 +365,14 @@ def plan_experiment(spec: ExperimentSpec, *, data_root: str | Path | None = None
         for c in chains:
             for g in spec.generators:
                 planner.quality(plan, g, c)
+    pin_threads([*plan.named.values(), *plan.trains.values(), *plan.metrics.values(), *plan.targets], threads)
     return plan
+
+
+def train_schedule(spec: ExperimentSpec) -> str:
+    """The ``schedule`` (``epochs`` / ``iterations``) of ``spec``'s train preset with its overrides, as planned
+    (the report words ``baseline/iters`` after it)."""
+    return F.resolve_train(_preset_source(spec.train, spec), spec.train.overrides, spec.path).schedule
 
 
 def _check_weights(spec: ExperimentSpec, preset_weight: float) -> None:
@@ -381,15 +397,17 @@ class ExperimentResult:
 
 
 def run_experiment(spec: ExperimentSpec, *, runs: str | Path = "runs", data_root: str | Path | None = None,
-                   seeds: int = 1, only: Sequence[str] = (), progress: bool = True,
-                   seed_start: int = 0) -> ExperimentResult:
-    """Plan ``spec`` and execute every step not yet done under ``runs`` (see :func:`plan_experiment`)."""
-    plan = plan_experiment(spec, data_root=data_root, seeds=seeds, only=only, seed_start=seed_start)
+                   seeds: int = 1, only: Sequence[str] = (), progress: bool = True, seed_start: int = 0,
+                   threads: int = DEFAULT_THREADS, pool: StepPool | None = None) -> ExperimentResult:
+    """Plan ``spec`` and execute every step not yet done under ``runs`` (see :func:`plan_experiment`);
+    ``pool`` runs independent steps concurrently (:func:`~replication.experiments.steps.execute`)."""
+    plan = plan_experiment(spec, data_root=data_root, seeds=seeds, only=only, seed_start=seed_start,
+                           threads=threads)
     steps = plan.steps
     todo = sum(1 for s in steps if not s.is_done(Path(runs)))
     log.info("%s: %d steps, %d to run, under %s", spec.path, len(steps), todo, runs)
-    records = execute(steps, runs, progress=progress)
+    records = execute(steps, runs, pool=pool, progress=progress)
     return ExperimentResult(plan, records)
 
 
-__all__ = ["Plan", "ExperimentResult", "plan_experiment", "run_experiment"]
+__all__ = ["Plan", "ExperimentResult", "plan_experiment", "run_experiment", "train_schedule"]

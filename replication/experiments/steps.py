@@ -22,25 +22,43 @@ be moved.
   outputs. Each step function decides what that means: an *unfinished* classifier or GAN training
   continues from its checkpoint; a finished one whose ``done`` was deleted, and every other step,
   starts over. A step re-run because an input ran is cleared first and starts over.
+
+Threads (issue #20; docs/decisions.md, "Threads per step"): torch's CPU results depend on its
+intra-op thread count, so a step may carry a fixed ``threads``. It is part of the step's key and
+of ``step.yaml``, and the step runs with exactly that many torch threads, wherever it runs.
+:func:`pin_threads` sets it on a planned graph (every kind but the torch-free ``shards`` and ``view``).
+
+Concurrency: with a :class:`StepPool` (a process pool, :mod:`replication.experiments.parallel`;
+a SLURM or local submitit executor, :mod:`replication.experiments.launch`) :func:`execute` submits
+every step whose inputs are finished, as soon as they are, so independent steps run at the same
+time; the rules above are unchanged (a step whose input ran this invocation is re-run; locks, the
+``done`` marker last). The first failing step stops new submissions; the running ones finish, so
+every finished step keeps its ``done`` and the same command resumes. The failure is raised as one
+:class:`StepFailedError` line naming the step, with its traceback in ``<run dir>/error.log``.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import pickle
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import torch
 import yaml
 from tqdm.auto import tqdm
 
-from replication.errors import ConfigError
+from replication.errors import ConfigError, ReplicationError
 from replication.io_utils import atomic_write_json, atomic_write_text
 from replication.locking import output_lock
 
@@ -48,6 +66,12 @@ log = logging.getLogger(__name__)
 DONE = "done"
 STEP_FILE = "step.yaml"
 KEY_LEN = 12
+ERROR_LOG = "error.log"
+#: Torch threads per step unless the caller says otherwise (``spl experiment run --threads-per-step``).
+DEFAULT_THREADS = 1
+#: Kinds whose results do not depend on torch's thread count (decoding and resizing images; copying the
+#: unlabeled view of a shard set, h5py and NumPy only): not pinned.
+THREAD_FREE_KINDS = frozenset({"shards", "view"})
 
 #: ``fn(out_dir, inputs, resume)``: ``inputs`` maps each input name to that step's run directory.
 StepFn = Callable[[Path, Mapping[str, Path], bool], None]
@@ -69,12 +93,17 @@ class Step:
     fn: StepFn
     inputs: dict[str, Step] = field(default_factory=dict)
     label: str = ""
+    #: torch intra-op threads the step runs with (hashed); None: whatever the process has (not hashed).
+    threads: int | None = None
 
     @cached_property
     def key(self) -> str:
-        """Hash of the kind, the resolved config and the keys of the inputs."""
-        return config_hash({"kind": self.kind, "config": self.config,
-                            "inputs": {name: s.key for name, s in sorted(self.inputs.items())}})
+        """Hash of the kind, the resolved config, the keys of the inputs and (when fixed) the thread count."""
+        payload = {"kind": self.kind, "config": self.config,
+                   "inputs": {name: s.key for name, s in sorted(self.inputs.items())}}
+        if self.threads is not None:
+            payload["threads"] = self.threads
+        return config_hash(payload)
 
     @property
     def name(self) -> str:
@@ -112,6 +141,41 @@ def toposort(steps: Iterable[Step]) -> list[Step]:
     for s in steps:
         visit(s, ())
     return order
+
+
+def pin_threads(steps: Iterable[Step], threads: int) -> None:
+    """Fix ``threads`` on ``steps`` and all their ancestors (except :data:`THREAD_FREE_KINDS`); keys follow.
+
+    Call it on a freshly planned graph: every key is recomputed, since an input's key is part of
+    its dependents' keys.
+    """
+    if threads < 1:
+        raise ConfigError(f"threads per step must be ≥ 1, got {threads}")
+    seen: dict[int, Step] = {}
+    todo = list(steps)
+    while todo:
+        s = todo.pop()
+        if id(s) not in seen:
+            seen[id(s)] = s
+            todo.extend(s.inputs.values())
+    for s in seen.values():
+        if s.kind not in THREAD_FREE_KINDS:
+            s.threads = threads
+        s.__dict__.pop("key", None)  # the cached key, computed again from the pinned graph
+
+
+@contextmanager
+def step_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch intra-op threads (unchanged when None), restored afterwards."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass
@@ -186,6 +250,7 @@ def _write_step_file(step: Step, out: Path, runs: Path) -> None:
         "key": step.key,
         "label": step.describe(),
         "config": step.config,
+        "threads": step.threads,
         "inputs": {n: {"key": s.key, "path": str(s.path(runs))} for n, s in sorted(step.inputs.items())},
     }
     atomic_write_text(out / STEP_FILE, yaml.safe_dump(record, sort_keys=False))
@@ -216,7 +281,9 @@ def _run_step_locked(step: Step, runs: Path, out: Path, force: bool) -> bool:
     out.mkdir(parents=True, exist_ok=True)
     _write_step_file(step, out, runs)
     t0 = time.perf_counter()
-    step.fn(out, {n: s.path(runs) for n, s in step.inputs.items()}, resume)
+    with step_threads(step.threads):
+        step.fn(out, {n: s.path(runs) for n, s in step.inputs.items()}, resume)
+    (out / ERROR_LOG).unlink(missing_ok=True)  # the traceback of an earlier failed try
     seconds = time.perf_counter() - t0
     atomic_write_json(done, {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                              "seconds": round(seconds, 3), "sha256": file_digests(out)})
@@ -224,10 +291,38 @@ def _run_step_locked(step: Step, runs: Path, out: Path, force: bool) -> bool:
     return True
 
 
-def execute(steps: Sequence[Step], runs: str | Path, *, progress: bool = True) -> list[StepRecord]:
-    """Run ``steps`` (and their ancestors) in dependency order, skipping finished ones (module docstring)."""
+def run_pickled(blob: bytes, runs: str, force: bool) -> bool:
+    """:func:`run_step` of a pickled step (cloudpickle: step functions are closures); for worker processes."""
+    return run_step(pickle.loads(blob), Path(runs), force=force)
+
+
+class StepPool(Protocol):
+    """Somewhere to run steps concurrently: ``submit`` returns a future of :func:`run_step`'s result."""
+
+    def submit(self, step: Step, runs: Path, force: bool) -> Future[bool]:
+        """Start ``run_step(step, runs, force=force)``."""
+        ...
+
+
+class StepFailedError(ReplicationError):
+    """A step failed under :func:`execute` with a pool; its traceback is in the step's ``error.log``."""
+
+
+def execute(steps: Sequence[Step], runs: str | Path, *, pool: StepPool | None = None,
+            progress: bool = True) -> list[StepRecord]:
+    """Run ``steps`` (and their ancestors) in dependency order, skipping finished ones (module docstring).
+
+    Without ``pool`` the steps run one after another in this process, and an error propagates as
+    is. With one, every step whose inputs are finished is submitted at once (module docstring).
+    """
     runs = Path(runs)
     order = toposort(steps)
+    if pool is None:
+        return _execute_serial(order, runs, progress)
+    return _execute_pool(order, runs, pool, progress)
+
+
+def _execute_serial(order: list[Step], runs: Path, progress: bool) -> list[StepRecord]:
     ran: set[str] = set()
     records: list[StepRecord] = []
     bar = tqdm(order, desc="experiment", unit="step", disable=not progress)
@@ -244,6 +339,73 @@ def execute(steps: Sequence[Step], runs: str | Path, *, progress: bool = True) -
     return records
 
 
+def _execute_pool(order: list[Step], runs: Path, pool: StepPool, progress: bool) -> list[StepRecord]:
+    """The scheduler: submit ready steps, collect finished ones; the first failure stops submissions."""
+    status: dict[str, StepRecord] = {}
+    pending = list(order)
+    running: dict[Future[bool], tuple[Step, float]] = {}
+    failures: list[tuple[Step, BaseException]] = []
+    bar = tqdm(total=len(order), desc="experiment", unit="step", disable=not progress)
+
+    def show() -> None:
+        names = [s.describe() for s, _ in running.values()]
+        bar.set_postfix_str(f"{len(names)} running: {', '.join(names)}" if names else "")
+
+    while pending or running:
+        if not failures:
+            waiting = []
+            for step in pending:  # in dependency order, so a step skipped here frees its dependents below
+                if not all(d.key in status for d in step.inputs.values()):
+                    waiting.append(step)
+                    continue
+                stale = any(status[d.key].status == "ran" for d in step.inputs.values())
+                if not stale and step.is_done(runs):
+                    status[step.key] = StepRecord(step, "skipped", 0.0, step.path(runs))
+                    bar.update()
+                    continue
+                log.info("start %s", step.describe())
+                running[pool.submit(step, runs, stale)] = (step, time.perf_counter())
+            pending = waiting
+            show()
+        if not running:
+            break
+        finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+        for fut in finished:
+            step, t0 = running.pop(fut)
+            try:
+                ran = fut.result()
+            except BaseException as e:  # recorded; reported once the running steps finish
+                failures.append((step, e))
+                log.error("failed %s: %s", step.describe(), e)
+                continue
+            seconds = time.perf_counter() - t0
+            status[step.key] = StepRecord(step, "ran" if ran else "skipped", seconds if ran else 0.0,
+                                          step.path(runs))
+            bar.update()
+        show()
+    bar.close()
+    if failures:
+        raise _failure(failures, runs, n_not_started=len(pending))
+    return [status[s.key] for s in order]
+
+
+def _failure(failures: list[tuple[Step, BaseException]], runs: Path, n_not_started: int) -> StepFailedError:
+    """One line for the first failure; every failure's traceback goes to its step's ``error.log``."""
+    for step, e in failures:
+        out = step.path(runs)
+        if out.is_dir():
+            text = "".join(traceback.format_exception(e))
+            atomic_write_text(out / ERROR_LOG, text)
+    step, e = failures[0]
+    where = step.path(runs) / ERROR_LOG if step.path(runs).is_dir() else step.path(runs)
+    what = " ".join(str(e).split()) or type(e).__name__
+    if not isinstance(e, ReplicationError):
+        what = f"{type(e).__name__}: {what}"
+    more = f"; {len(failures) - 1} more failed" if len(failures) > 1 else ""
+    return StepFailedError(f"step '{step.describe()}' failed: {what} (traceback: {where}){more}; {n_not_started} "
+                           "steps not started, the finished ones kept: run the same command again to resume")
+
+
 def clear_partial(path: Path) -> None:
     """Remove a step's partial outputs (keep nothing): used by steps that cannot resume."""
     if path.is_dir():
@@ -256,4 +418,5 @@ def clear_partial(path: Path) -> None:
                 child.unlink()
 
 
-__all__ = ["Step", "StepRecord", "StepFn", "execute", "run_step", "toposort", "config_hash", "clear_partial", "DONE"]
+__all__ = ["Step", "StepRecord", "StepFn", "StepPool", "StepFailedError", "execute", "run_step", "run_pickled",
+           "pin_threads", "step_threads", "toposort", "config_hash", "clear_partial", "DONE", "DEFAULT_THREADS"]

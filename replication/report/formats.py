@@ -118,7 +118,7 @@ def _legend(table: Table) -> list[str]:
         f"{TOP3_TEXT[spec.metrics.top3]} (`{spec.metrics.top3}`).",
     ]
     if table.has_controls:
-        lines.append(CONTROL_NOTE)
+        lines.append(CONTROL_NOTE_ITERATIONS if table.iteration_schedule else CONTROL_NOTE)
     if spec.generators:
         lines.append(REPLICATES_NOTE if spec.gan_options.per_replicate else SHARED_GAN_NOTE)
     if spec.paper.note:
@@ -132,6 +132,14 @@ CONTROL_NOTE = (
     f"real training canvases with their 4 × 4 blocks permuted, in place of a GAN's images; *iteration-matched*: "
     f"real images only, trained for as many iterations as a row with generated images; *λ*: the weight of the "
     f"generated images in the loss (1 in the paper's rows)."
+)
+#: :data:`CONTROL_NOTE` of a spec trained with ``schedule: iterations`` (every row the same iteration budget).
+CONTROL_NOTE_ITERATIONS = (
+    f"{BEYOND_PAPER_MARK} Beyond the paper: control rows (issue #13) with no paper numbers. *block-shuffled real*: "
+    f"real training canvases with their 4 × 4 blocks permuted, in place of a GAN's images; *2× iterations*: the "
+    f"baseline trained for twice the iteration budget every row has (the plateau check: no detectable "
+    f"difference if the budget is at the plateau); *λ*: the weight of the generated images in the loss (1 in the "
+    f"paper's rows)."
 )
 
 
@@ -259,7 +267,7 @@ def format_latex(table: Table) -> str:
         f"$\\pm$std over seeds) vs.\\ the paper ({_tex_escape(spec.paper.caption)}); "
         f"$\\Delta$ = ours $-$ paper, in \\%.{delta_caption}"
         f"{(' ' + _tex_escape(spec.paper.note)) if spec.paper.note else ''}"
-        f"{(' ' + TEX_CONTROL_NOTE) if table.has_controls else ''}}}",
+        f"{(' ' + _tex_control_note(table)) if table.has_controls else ''}}}",
         f"\\label{{tab:{spec.name}}}",
         "\\begin{tabular}{ll" + "r" * len(cols) + "rl" * (extra // 2) + "}",
         "\\toprule",
@@ -310,13 +318,25 @@ TEX_CONTROL_NOTE = (
     "Rows marked $^\\dagger$ go beyond the paper (controls, no paper numbers): block-shuffled real canvases in "
     "place of a GAN's images, an iteration-matched real-only baseline, and generated-image weights $\\lambda < 1$."
 )
+#: :data:`TEX_CONTROL_NOTE` of a spec trained with ``schedule: iterations``.
+TEX_CONTROL_NOTE_ITERATIONS = (
+    "Rows marked $^\\dagger$ go beyond the paper (controls, no paper numbers): block-shuffled real canvases in "
+    "place of a GAN's images, the baseline trained for $2\\times$ the iterations (the plateau check), and "
+    "generated-image weights $\\lambda < 1$."
+)
+
+
+def _tex_control_note(table: Table) -> str:
+    return TEX_CONTROL_NOTE_ITERATIONS if table.iteration_schedule else TEX_CONTROL_NOTE
+
 
 FORMATTERS = {"md": format_markdown, "csv": format_csv, "tex": format_latex}
 
 
 
 __all__ = [
-    "FORMATS", "DASH", "FORMATTERS", "CONTROL_NOTE", "REPLICATES_NOTE", "SHARED_GAN_NOTE", "TEX_CONTROL_NOTE",
+    "FORMATS", "DASH", "FORMATTERS", "CONTROL_NOTE", "CONTROL_NOTE_ITERATIONS", "REPLICATES_NOTE", "SHARED_GAN_NOTE",
+    "TEX_CONTROL_NOTE", "TEX_CONTROL_NOTE_ITERATIONS",
     "num1", "num2", "mean_std_text", "delta_interval", "md_row", "csv_text", "delta_text", "verdict_text",
     "format_verdict", "format_markdown", "format_csv", "format_latex",
 ]

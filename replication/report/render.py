@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from replication.errors import ConfigError
+from replication.experiments.runner import train_schedule
 from replication.experiments.spec import ExperimentSpec
 from replication.io_utils import atomic_write, atomic_write_text
 from replication.report.figures import plot_delta, plot_lambda, plot_map
@@ -22,6 +23,7 @@ from replication.report.formats import FORMATS, FORMATTERS
 from replication.report.page import Report, format_report, load_report
 from replication.report.statistics import all_verdicts, compare_verdicts, format_reproduction
 from replication.report.table import Table, collect_results, load_table, metric_by_seed, table_seeds
+from replication.training.config import ITERATIONS
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -99,7 +101,9 @@ def reproduction_report(spec: ExperimentSpec, runs: str | Path, seeds: int, seed
     sets = {s: range(s, s + seeds) for s in starts}
     if any(set(sets[a]) & set(sets[b]) for a in starts for b in starts if a < b):
         raise ConfigError(f"{spec.path}: seed sets {starts} with {seeds} seeds each overlap; use disjoint sets")
-    verdicts = {s: all_verdicts(metric_by_seed(collect_results(spec, runs, r)), spec.rows) for s, r in sets.items()}
+    iters = train_schedule(spec) == ITERATIONS  # the controls worded as the report words them
+    verdicts = {s: all_verdicts(metric_by_seed(collect_results(spec, runs, r)), spec.rows, iteration_schedule=iters)
+                for s, r in sets.items()}
     names = {s: f"seeds {r.start}–{r.stop - 1}" for s, r in sets.items()}
     out = [f"# Reproduction check: {spec.title}", ""]
     for s in starts[1:]:

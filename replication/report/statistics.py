@@ -322,22 +322,34 @@ def verdict_paragraph(claims: Sequence[Claim], group: ClaimGroup, metric: str = 
 CONTROLS_HEADING = "## Controls (beyond the paper)"
 
 
-def control_comparisons(rows: Sequence[str]) -> list[tuple[str, str, str]]:
+#: What ``baseline/iters`` − baseline and GAN row − ``baseline/iters`` test, by the spec's schedule: under
+#: ``schedule: epochs`` the baseline matched to a GAN row's iterations; under ``schedule: iterations`` (every
+#: row the same budget) the baseline at twice the budget, the plateau check (docs/decisions.md).
+MORE_ITERATIONS = {
+    False: ("more iterations alone", "a gain beyond more iterations"),
+    True: ("the baseline trained for 2× the iterations: does more optimisation alone help?",
+           "a gain beyond doubling the baseline's iterations"),
+}
+
+
+def control_comparisons(rows: Sequence[str], *, iteration_schedule: bool = False) -> list[tuple[str, str, str]]:
     """The comparisons the control rows of ``rows`` answer: ``(row A, row B, what A − B tests)``.
 
     * ``baseline/iters``: it vs the baseline (do more steps alone help?), then each plain SPL and
-      smooth GAN row vs it (is a gain more than more steps?);
+      smooth GAN row vs it (is a gain more than more steps?); worded by ``iteration_schedule``
+      (:data:`MORE_ITERATIONS`);
     * ``<rule>/shuffled``: it vs the baseline, then each ``<rule>/<GAN>`` row vs it (does the GAN matter?);
     * ``<rule>/<source>@λ``: it vs the baseline.
     """
     out: list[tuple[str, str, str]] = []
+    alone, beyond = MORE_ITERATIONS[iteration_schedule]
     for row in rows:
         rid = parse_row_id(row)
         if not rid.control or rid.source in CEILING_SOURCES:  # the real ceiling has its own section
             continue
         if rid.matched:
-            out.append((row, BASELINE, "more iterations alone"))
-            out += [(f"{rule}/{g}", row, "a gain beyond more iterations") for g in GENERATORS
+            out.append((row, BASELINE, alone))
+            out += [(f"{rule}/{g}", row, beyond) for g in GENERATORS
                     for rule in ("spl", "smooth") if f"{rule}/{g}" in rows]
         elif rid.weight is None:
             out.append((row, BASELINE, "outliers that no GAN made"))
@@ -348,26 +360,35 @@ def control_comparisons(rows: Sequence[str]) -> list[tuple[str, str, str]]:
     return out
 
 
-def _row_name(row: str) -> str:
-    return "baseline" if row == BASELINE else row_label(row)
+def _row_name(row: str, iteration_schedule: bool = False) -> str:
+    return "baseline" if row == BASELINE else row_label(row, iteration_schedule=iteration_schedule)
 
 
-def control_paragraph(values: Mapping[str, Mapping[int, float]], rows: Sequence[str], metric: str = "mAP") -> str:
+#: The controls paragraph's sentence on ``baseline/iters`` under ``schedule: iterations``.
+PLATEAU_NOTE = ("Every row trains the same number of iterations; `baseline/iters` is the baseline trained for twice "
+                "that budget, the plateau check: with no detectable difference the budget is at the baseline's "
+                "plateau, so the other rows' differences are not a matter of too few iterations.")
+
+
+def control_paragraph(values: Mapping[str, Mapping[int, float]], rows: Sequence[str], metric: str = "mAP", *,
+                      iteration_schedule: bool = False) -> str:
     """A Markdown section with one sentence per comparison of :func:`control_comparisons`; "" without control rows.
 
     Each sentence: the two rows, what the difference tests, the paired Δ (A − B) with its 95% CI
-    and the verdict, or why there is none. Generated from the numbers only.
+    and the verdict, or why there is none. Generated from the numbers only. ``iteration_schedule``: the
+    spec trains with ``schedule: iterations`` (``baseline/iters`` is then the plateau check, :data:`PLATEAU_NOTE`).
     """
-    comparisons = control_comparisons(rows)
+    comparisons = control_comparisons(rows, iteration_schedule=iteration_schedule)
     if not comparisons:
         return ""
+    plateau = f" {PLATEAU_NOTE}" if iteration_schedule and any(parse_row_id(r).matched for r in rows) else ""
     lines = [CONTROLS_HEADING, "",
              f"These rows go beyond the paper (marked {BEYOND_PAPER_MARK} in the table). Each line gives the paired "
              f"difference of {metric} (first row − second row, seed i with seed i), its 95% t confidence interval "
              f"and the verdict: better if the interval lies above 0, worse if below, no detectable difference if it "
-             f"contains 0.", ""]
+             f"contains 0.{plateau}", ""]
     for a, b, what in comparisons:
-        head = f"- {_row_name(a)} − {_row_name(b)} ({what})"
+        head = f"- {_row_name(a, iteration_schedule)} − {_row_name(b, iteration_schedule)} ({what})"
         missing = [r for r in (a, b) if not values.get(r)]
         diff = None if missing else paired_difference(values[a], values[b])
         if missing:
@@ -456,9 +477,11 @@ UNSTABLE = "unstable"
 NOT_COMPARED = "not compared"
 
 
-def all_verdicts(values: Mapping[str, Mapping[int, float]], rows: Sequence[str]) -> dict[str, str]:
+def all_verdicts(values: Mapping[str, Mapping[int, float]], rows: Sequence[str], *,
+                 iteration_schedule: bool = False) -> dict[str, str]:
     """Every verdict a report states, by name: each row vs the baseline, the paper's claims, the controls and
-    the ceiling comparisons (:func:`check_claim`, :func:`control_comparisons`, :func:`ceiling_comparisons`).
+    the ceiling comparisons (:func:`check_claim`, :func:`control_comparisons`, :func:`ceiling_comparisons`;
+    ``iteration_schedule`` words the controls as the report does).
 
     A claim maps to its status (held / not held / not detectable / skipped); a comparison ``A − B`` to its
     verdict (better / worse / no detectable difference / n/a). Missing rows give "skipped" / "n/a".
@@ -477,7 +500,7 @@ def all_verdicts(values: Mapping[str, Mapping[int, float]], rows: Sequence[str])
     claims, group = evaluate_claims(values, rows)
     out.update({c.text: c.status for c in claims})
     out[group.text] = group.status
-    for a, b, what in control_comparisons(rows) + ceiling_comparisons(rows):
+    for a, b, what in control_comparisons(rows, iteration_schedule=iteration_schedule) + ceiling_comparisons(rows):
         out.setdefault(f"{a} − {b} ({what})", compare(a, b))
     return out
 
@@ -522,7 +545,7 @@ def format_reproduction(agreements: Sequence[Agreement], labels: tuple[str, str]
 __all__ = [
     "CEILING_HEADING", "ceiling_comparisons", "ceiling_share", "ceiling_paragraph",
     "AGREE", "UNSTABLE", "NOT_COMPARED", "all_verdicts", "Agreement", "compare_verdicts", "format_reproduction",
-    "CONTROLS_HEADING", "control_comparisons", "control_paragraph",
+    "CONTROLS_HEADING", "MORE_ITERATIONS", "PLATEAU_NOTE", "control_comparisons", "control_paragraph",
     "T975_TABLE", "Z975", "VERDICTS", "BETTER", "WORSE", "NO_DIFFERENCE", "NOT_AVAILABLE", "CLAIM_STATUSES",
     "HELD", "NOT_HELD", "NOT_DETECTABLE", "SKIPPED", "t_quantile_975", "mean_std", "verdict", "PairedDiff",
     "paired_ci", "paired_difference", "ClaimSpec", "Claim", "ClaimGroup", "paper_claims", "check_claim",

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from replication.errors import ConfigError
+from replication.experiments.runner import train_schedule
 from replication.experiments.spec import ExperimentSpec
 from replication.experiments.steps import recorded_digests_match
 from replication.report.paper_table import PaperTable, read_paper_table
@@ -46,6 +47,7 @@ from replication.report.statistics import (
     mean_std,
     paired_difference,
 )
+from replication.training.config import ITERATIONS
 from replication.vocabulary import BASELINE, BEYOND_PAPER_MARK, parse_row_id, row_label
 
 log = logging.getLogger(__name__)
@@ -152,6 +154,8 @@ class Table:
     claim_group: ClaimGroup | None = None
     controls: str = ""  # the controls' paragraph (:func:`replication.report.statistics.control_paragraph`); "" without
     ceiling: str = ""  # the real ceiling's section (:func:`replication.report.statistics.ceiling_paragraph`) or ""
+    #: the spec trains with ``schedule: iterations``: ``baseline/iters`` is the plateau check (2× the budget)
+    iteration_schedule: bool = False
 
     @property
     def has_controls(self) -> bool:
@@ -174,8 +178,10 @@ def build_table(spec: ExperimentSpec, results: Mapping[str, Mapping[int, Mapping
                 paper: PaperTable) -> Table:
     """Combine our results (row → seed → metric) with the paper's numbers into a :class:`Table`.
 
-    Adds the paired Δ mAP of every row vs the baseline and the paper's claims tested on our mAP.
+    Adds the paired Δ mAP of every row vs the baseline and the paper's claims tested on our mAP. The
+    control rows are worded by the spec's schedule (:func:`~replication.experiments.runner.train_schedule`).
     """
+    iters = train_schedule(spec) == ITERATIONS
     rows: list[TableRow] = []
     for lit in spec.paper.literature:
         cells = tuple(Cell(None, None, paper.get(lit, c)) for c in spec.columns)
@@ -191,11 +197,13 @@ def build_table(spec: ExperimentSpec, results: Mapping[str, Mapping[int, Mapping
             mean, std = mean_std(vals) if vals else (None, None)
             cells.append(Cell(mean, std, None if control else paper.get(row, c)))
         delta = None if row == BASELINE else paired_difference(values.get(row, {}), base)
-        rows.append(TableRow(row, row_label(row), len(seeds), False, tuple(cells), delta, control))
+        rows.append(TableRow(row, row_label(row, iteration_schedule=iters), len(seeds), False, tuple(cells), delta,
+                             control))
     claims, group = evaluate_claims(values, spec.rows)
-    controls = control_paragraph(values, spec.rows, DELTA_METRIC) if DELTA_METRIC in spec.columns else ""
-    ceiling = ceiling_paragraph(values, spec.rows, DELTA_METRIC) if DELTA_METRIC in spec.columns else ""
-    return Table(spec, paper, tuple(rows), claims, group, controls, ceiling)
+    has_map = DELTA_METRIC in spec.columns
+    controls = control_paragraph(values, spec.rows, DELTA_METRIC, iteration_schedule=iters) if has_map else ""
+    ceiling = ceiling_paragraph(values, spec.rows, DELTA_METRIC) if has_map else ""
+    return Table(spec, paper, tuple(rows), claims, group, controls, ceiling, iters)
 
 
 

@@ -20,6 +20,8 @@ Layout (docs/classifier.md#recipe as defaults; ``replication/presets/*.yaml`` ho
     wider_unspecified: negative      # | ignore
     epochs: 20, batch_size: 24, lr: 0.001, lr_fc_mult: 10, momentum: 0.9, weight_decay: 0.0001
     milestones: [12, 17], gamma: 0.1
+    schedule: epochs                 # | iterations: `iterations` SGD steps, LR ×gamma at `iter_milestones`
+    iterations: null, iter_milestones: []   # used by schedule: iterations only (see below)
     seed: 0, device: auto, amp: null (= on for CUDA), channels_last: null (= on for CUDA)
     checkpoint_every_iters: 0, max_iters: null, eval_every_epochs: 1, eval_batch_size: 256
     convention: srn, top3: both, log_every: 10, progress: true, num_threads: null (torch's default)
@@ -50,6 +52,16 @@ fresh initialisation — for fine-tuning from a run of another task with the sam
 single-digit pretraining of docs/decisions.md, "Pretraining on the embedded data"), whose head
 is not the target's FC. ``freeze_bn`` puts every BatchNorm layer in eval mode during training: it
 normalises with, and keeps, its running statistics; its affine parameters still train.
+
+``schedule`` (docs/classifier.md#schedule; docs/decisions.md, "Equal-iteration schedule"): ``epochs`` runs
+``epochs`` passes over the real + generated images with the LR milestones at epochs (the paper's tables);
+``iterations`` runs exactly ``iterations`` SGD steps whatever the number of generated images (Caffe's
+``max_iter``), with the LR multiplied by ``gamma`` after ``iter_milestones`` steps, and a fixed mix of real and
+generated images in every batch (:func:`mix_counts`). ``epochs`` and ``milestones`` are not used by it; an
+"epoch" there is only a block of ``⌊N/B⌋`` iterations for the records and the test evaluations
+(:func:`iterations_per_epoch`), the same in every row of a table. ``schedule``, ``iterations`` and
+``iter_milestones`` are left out of :meth:`TrainConfig.to_dict` at their defaults (:data:`OMITTED_AT_DEFAULT`),
+so the hashes of epoch-schedule runs are those from before the keys existed.
 
 ``bn_generated`` (docs/classifier.md#batch-norm-and-generated-images): ``shared`` is plain BatchNorm (real and
 generated images normalised together); ``real-stats`` takes every BatchNorm layer's batch and running
@@ -86,10 +98,14 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "kernel_backend": ("auto", "torch", "numba", "numba-cuda", "cupy"),
     "pretrained_head": ("auto", "new"),
     "bn_generated": BN_GENERATED_MODES,
+    "schedule": ("epochs", "iterations"),
 }
 
+EPOCHS, ITERATIONS = "epochs", "iterations"   # the two values of ``schedule``
+
 #: Top-level keys left out of :meth:`TrainConfig.to_dict` (and so of every hash) while at these values.
-OMITTED_AT_DEFAULT: dict[str, Any] = {"pretrained_head": "auto", "freeze_bn": False, "bn_generated": SHARED}
+OMITTED_AT_DEFAULT: dict[str, Any] = {"pretrained_head": "auto", "freeze_bn": False, "bn_generated": SHARED,
+                                      "schedule": EPOCHS, "iterations": None, "iter_milestones": []}
 
 #: What an unset ``data.input_norm`` means without pretrained weights that say otherwise (SRN's Caffe).
 DEFAULT_INPUT_NORM = "caffe"
@@ -138,6 +154,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     milestones: list[int] = field(default_factory=lambda: [12, 17])
     gamma: float = 0.1
+    schedule: str = EPOCHS
+    iterations: int | None = None
+    iter_milestones: list[int] = field(default_factory=list)
     seed: int = 0
     device: str = field(default="auto", metadata=_RUNTIME)
     amp: bool | None = None
@@ -201,6 +220,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"config key 'data.crop': {cfg.data.crop} is larger than data.load_size {cfg.data.load_size}")
     if sorted(cfg.milestones) != list(cfg.milestones):
         raise ConfigError(f"config key 'milestones': must be increasing, got {cfg.milestones}")
+    _validate_schedule(cfg)
     if cfg.data.input_norm is not None and cfg.data.input_norm not in INPUT_NORMS:
         raise ConfigError(f"config key 'data.input_norm': {cfg.data.input_norm!r} is not one of "
                           f"{', '.join(INPUT_NORMS)} or null (the pretrained weights' own)")
@@ -214,6 +234,57 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
         raise ConfigError(f"config key 'device': {cfg.device!r} is not auto, cpu, cuda or cuda:N")
     return cfg
+
+
+def _validate_schedule(cfg: TrainConfig) -> None:
+    """``iterations`` and ``iter_milestones`` belong to ``schedule: iterations`` (never silently ignored)."""
+    if cfg.schedule == EPOCHS:
+        if cfg.iterations is not None or cfg.iter_milestones:
+            raise ConfigError("config keys 'iterations' and 'iter_milestones' need schedule: iterations "
+                              f"(schedule is {cfg.schedule!r})")
+        return
+    if cfg.iterations is None or cfg.iterations < 1:
+        raise ConfigError(f"config key 'iterations': schedule: iterations needs a number >= 1, got {cfg.iterations}")
+    ms = list(cfg.iter_milestones)
+    if sorted(ms) != ms or (ms and not 1 <= ms[0] <= ms[-1] < cfg.iterations):
+        raise ConfigError(f"config key 'iter_milestones': must be increasing and in [1, {cfg.iterations - 1}], "
+                          f"got {ms}")
+
+
+def iterations_per_epoch(n_real: int, batch_size: int) -> int:
+    """An "epoch" of the iteration schedule: ``max(1, ⌊N/B⌋)`` iterations, N the real images (records only).
+
+    It depends on the real images alone, so every row of a table (whatever its generated images)
+    records and evaluates at the same iterations.
+    """
+    return max(1, n_real // batch_size)
+
+
+def mix_counts(n_real: int, n_generated: int, batch_size: int) -> tuple[int, int]:
+    """(real, generated) images in every batch of the iteration schedule: N : M as closely as B allows.
+
+    ``g = ⌊B·M/(N+M) + ½⌋`` generated and ``B − g`` real images, kept in [1, B − 1] when both kinds
+    exist (a batch never drops a kind that the training set has); ``(B, 0)`` without generated images.
+    """
+    if n_real < 1 or n_generated < 0:
+        raise ValueError(f"need at least one real image and M >= 0, got N={n_real}, M={n_generated}")
+    if n_generated == 0:
+        return batch_size, 0
+    if batch_size < 2:
+        raise ValueError(f"batch size {batch_size} cannot hold both real and generated images")
+    g = int(batch_size * n_generated / (n_real + n_generated) + 0.5)
+    g = min(max(g, 1), batch_size - 1)
+    return batch_size - g, g
+
+
+def scaled_iterations(cfg: TrainConfig, factor: int) -> TrainConfig:
+    """``cfg`` (``schedule: iterations``) with ``factor``× the iterations and its milestones at the same fractions.
+
+    The plateau check of docs/experiments.md (``baseline/iters``): the baseline trained for twice the budget.
+    """
+    if cfg.schedule != ITERATIONS or cfg.iterations is None:
+        raise ConfigError(f"scaling the iteration budget needs schedule: iterations (schedule is {cfg.schedule!r})")
+    return replace(cfg, iterations=cfg.iterations * factor, iter_milestones=[m * factor for m in cfg.iter_milestones])
 
 
 def resolve_input_norm(cfg: TrainConfig) -> TrainConfig:

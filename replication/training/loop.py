@@ -6,7 +6,12 @@ Decisions recorded here and in docs/classifier.md:
 
 * optimiser: SGD (PyTorch form, v ← μv + g; w ← w − lr·v, which equals Caffe's form while lr is
   constant), weight decay on every parameter, ``lr × lr_fc_mult`` on the classifier's parameters;
-  ``MultiStepLR`` stepped once per epoch at ``milestones``.
+  ``MultiStepLR`` stepped once per epoch at ``milestones``. With ``schedule: iterations`` it is stepped after
+  every iteration at ``iter_milestones``, the run stops after exactly ``iterations`` steps whatever the
+  number of generated images, and every batch holds a fixed mix of real and generated images
+  (:class:`~replication.training.sampler.IterationBatchSampler`); its "epochs" are blocks of ⌊N/B⌋
+  iterations (N real images) for the records and evaluations only. ``history["schedule"]`` records the
+  schedule and the mix, ``history["lr_drop_iteration"]`` the iterations after which the LR dropped.
 * ``batch_size`` is the *global* batch; under DDP each of W processes takes ``batch_size / W``
   images (so results do not depend on W) and the loss is normalised per process, DDP averaging the
   gradients — the same as normalising by the global batch.
@@ -79,16 +84,19 @@ from replication.training.checkpoint import (
     set_rng_states,
 )
 from replication.training.config import (
+    ITERATIONS,
     TrainConfig,
     config_from_dict,
     config_to_yaml,
     incompatible_changes,
+    iterations_per_epoch,
+    mix_counts,
     resolve_input_norm,
     run_input_norm,
     validate,
 )
 from replication.training.report import evaluate_logits, write_outputs
-from replication.training.sampler import EpochBatchSampler, SeededDataset
+from replication.training.sampler import EpochBatchSampler, IterationBatchSampler, SeededDataset
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +183,9 @@ class Trainer:
         self.batch_in_epoch = 0   # completed batches of the current epoch
         self.global_step = 0      # completed iterations
         self.loss_sum = 0.0       # over the current epoch's completed batches (host copy at sync points)
-        self.history: dict[str, list] = {
+        self.iter_mode = cfg.schedule == ITERATIONS
+        self._block_lr = float("nan")   # iteration schedule: the LR of the last iteration (for the epoch record)
+        self.history: dict[str, Any] = {
             k: [] for k in ("epoch", "iteration", "train_loss", "lr", "test_mAP", "images_per_s", "seconds",
                             "log_iteration", "log_loss")
         }
@@ -206,7 +216,7 @@ class Trainer:
             )
         if n < cfg.batch_size:
             raise ConfigError(f"config key 'batch_size': {cfg.batch_size} is more than the {n} training images")
-        self.batches_per_epoch = EpochBatchSampler.batches_per_epoch(n, cfg.batch_size)
+        self._plan_schedule(n)
 
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
@@ -232,7 +242,7 @@ class Trainer:
         ]
         self.optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            self.optimizer, milestones=cfg.milestones, gamma=cfg.gamma
+            self.optimizer, milestones=cfg.iter_milestones if self.iter_mode else cfg.milestones, gamma=cfg.gamma
         )
         fwd: nn.Module = model
         if self.info.distributed:
@@ -246,9 +256,35 @@ class Trainer:
                 "%s: %d real + %d generated training images, %d test; C=%d; %d params; "
                 "%d iterations/epoch × %d epochs; device %s × %d, amp=%s, channels_last=%s",
                 cfg.model, self.train_set.num_real, n_gen, len(self.test_set), len(self.class_names),
-                sum(p.numel() for p in model.parameters()), self.batches_per_epoch, cfg.epochs, self.dev,
+                sum(p.numel() for p in model.parameters()), self.batches_per_epoch, self.num_epochs, self.dev,
                 self.info.world_size, self.amp, self.channels_last,
             )
+            if self.iter_mode:
+                log.info("schedule: %d iterations, LR ×%g after iterations %s; %d real + %d generated per batch "
+                         "(epochs and milestones unused)", cfg.iterations, cfg.gamma, cfg.iter_milestones or "none",
+                         *self.mix)
+
+    def _plan_schedule(self, n: int) -> None:
+        """Batches per epoch and epochs of the run's schedule for ``n`` training images; under
+        ``schedule: iterations`` also each batch's real/generated mix, recorded in ``history``."""
+        cfg = self.cfg
+        n_real = self.train_set.num_real
+        if self.iter_mode:
+            assert cfg.iterations is not None  # validate() checked it
+            try:
+                self.mix = mix_counts(n_real, n - n_real, cfg.batch_size)
+            except ValueError as e:
+                raise ConfigError(f"config key 'batch_size': {e}") from None
+            self.batches_per_epoch = iterations_per_epoch(n_real, cfg.batch_size)
+            self.num_epochs = -(-cfg.iterations // self.batches_per_epoch)
+            self.history["lr_drop_iteration"] = []
+            self.history["schedule"] = {
+                "schedule": ITERATIONS, "iterations": cfg.iterations, "milestones": list(cfg.iter_milestones),
+                "real_per_batch": self.mix[0], "generated_per_batch": self.mix[1],
+                "real_images": n_real, "generated_images": n - n_real}
+        else:
+            self.batches_per_epoch = EpochBatchSampler.batches_per_epoch(n, cfg.batch_size)
+            self.num_epochs = cfg.epochs
 
     # -- checkpoints -------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -291,12 +327,27 @@ class Trainer:
                      self.global_step)
 
     # -- training ----------------------------------------------------------------------------------
+    def epoch_length(self) -> int:
+        """Iterations of the current epoch (the iteration schedule's last block may be shorter)."""
+        if self.iter_mode:
+            assert self.cfg.iterations is not None
+            return min(self.batches_per_epoch, self.cfg.iterations - self.epoch * self.batches_per_epoch)
+        return self.batches_per_epoch
+
     def _loader(self) -> DataLoader:
         cfg = self.cfg
-        sampler = EpochBatchSampler(
-            len(self.train_set), cfg.batch_size, seed=cfg.seed, epoch=self.epoch, rank=self.info.rank,
-            world_size=self.info.world_size, start_batch=self.batch_in_epoch, num_real=self.train_set.num_real,
-        )
+        sampler: EpochBatchSampler | IterationBatchSampler
+        if self.iter_mode:
+            start = self.epoch * self.batches_per_epoch + self.batch_in_epoch   # = global_step
+            sampler = IterationBatchSampler(
+                self.train_set.num_real, len(self.train_set) - self.train_set.num_real, *self.mix, seed=cfg.seed,
+                start=start, stop=start + self.epoch_length() - self.batch_in_epoch, rank=self.info.rank,
+                world_size=self.info.world_size)
+        else:
+            sampler = EpochBatchSampler(
+                len(self.train_set), cfg.batch_size, seed=cfg.seed, epoch=self.epoch, rank=self.info.rank,
+                world_size=self.info.world_size, start_batch=self.batch_in_epoch, num_real=self.train_set.num_real,
+            )
         return DataLoader(
             SeededDataset(self.train_set, self.train_set.num_real), batch_sampler=sampler,
             num_workers=cfg.data.num_workers, pin_memory=self.dev.type == "cuda",
@@ -314,8 +365,9 @@ class Trainer:
         set_train_mode(self.model, cfg.freeze_bn)
         bad_step = torch.zeros((), dtype=torch.int64, device=dev)   # first non-finite iteration (0 = none)
         loss_acc = torch.zeros((), dtype=torch.float64, device=dev)
-        pbar = tqdm(total=self.batches_per_epoch, initial=self.batch_in_epoch,
-                    desc=f"epoch {self.epoch + 1}/{cfg.epochs}", unit="it",
+        length = self.epoch_length()
+        pbar = tqdm(total=length, initial=self.batch_in_epoch,
+                    desc=f"epoch {self.epoch + 1}/{self.num_epochs}", unit="it",
                     disable=(not self.info.is_main) or (None if cfg.progress else True), leave=False)
         t_sync, steps_since = time.perf_counter(), 0
         try:
@@ -334,12 +386,17 @@ class Trainer:
                 self.optimizer.step()
                 self.batch_in_epoch += 1
                 self.global_step += 1
+                if self.iter_mode:   # the LR schedule counts iterations
+                    self._block_lr = self.optimizer.param_groups[0]["lr"]
+                    self.scheduler.step()
+                    if self.optimizer.param_groups[0]["lr"] != self._block_lr:
+                        self.history["lr_drop_iteration"].append(self.global_step)
                 steps_since += 1
                 loss_d = loss.detach()
                 bad_step = torch.where((bad_step == 0) & ~torch.isfinite(loss_d), self.global_step, bad_step)
                 loss_acc += loss_d.double()
                 ckpt_due = every > 0 and self.global_step % every == 0
-                last = self.batch_in_epoch == self.batches_per_epoch or self._max_reached()
+                last = self.batch_in_epoch == length or self._max_reached()
                 if not (ckpt_due or last or self.global_step % cfg.log_every == 0):
                     continue
                 # Sync point (the same iterations on every rank): read flags, update the bar, maybe checkpoint.
@@ -382,14 +439,16 @@ class Trainer:
     def end_epoch(self, seconds: float, images: int) -> None:
         """Step the schedule, record the epoch (with a test evaluation when due) and checkpoint."""
         cfg = self.cfg
-        lr = self.optimizer.param_groups[0]["lr"]
-        train_loss = float(D.mean_over_ranks(self.info, torch.tensor([self.loss_sum / self.batches_per_epoch]))[0])
-        self.scheduler.step()
+        length = self.epoch_length()
+        lr = self._block_lr if self.iter_mode else self.optimizer.param_groups[0]["lr"]
+        train_loss = float(D.mean_over_ranks(self.info, torch.tensor([self.loss_sum / length]))[0])
+        if not self.iter_mode:
+            self.scheduler.step()
         self.epoch += 1
         self.batch_in_epoch = 0
         self.loss_sum = 0.0
         m_ap = float("nan")
-        if cfg.eval_every_epochs and (self.epoch % cfg.eval_every_epochs == 0 or self.epoch == cfg.epochs):
+        if cfg.eval_every_epochs and (self.epoch % cfg.eval_every_epochs == 0 or self.epoch == self.num_epochs):
             logits = self.evaluate()
             if logits is not None:
                 m_ap = evaluate_logits(logits, self.test_set, cfg.convention, "none")[0]["mAP"]
@@ -402,7 +461,7 @@ class Trainer:
         h["images_per_s"].append(images / max(seconds, 1e-9))
         h["seconds"].append(seconds)
         if self.info.is_main:
-            log.info("epoch %d/%d: loss %.4f, lr %.3g, test mAP %.2f, %.0f img/s", self.epoch, cfg.epochs,
+            log.info("epoch %d/%d: loss %.4f, lr %.3g, test mAP %.2f, %.0f img/s", self.epoch, self.num_epochs,
                      train_loss, lr, m_ap, h["images_per_s"][-1])
         if self.domain_bn:
             shift = generated_shift(self.model)
@@ -463,10 +522,10 @@ class Trainer:
         if self.info.is_main:
             atomic_write_text(out / "config.yaml", config_to_yaml(cfg))
         with _StopSignal() as stop:
-            while self.epoch < cfg.epochs and not self._max_reached():
+            while self.epoch < self.num_epochs and not self._max_reached():
                 t0, b0 = time.perf_counter(), self.batch_in_epoch
                 stopped = self.train_epoch(stop)
-                if self.batch_in_epoch == self.batches_per_epoch:
+                if self.batch_in_epoch == self.epoch_length():
                     self.end_epoch(time.perf_counter() - t0, (self.batch_in_epoch - b0) * cfg.batch_size)
                 if stopped:
                     self.save()

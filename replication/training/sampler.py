@@ -12,6 +12,18 @@ batches per epoch is the closest fixed-size analogue; a different tail is droppe
 Under DDP rank ``r`` of ``W`` takes ``chunk[r::W]`` of every global batch, so the global batch
 and the data order do not depend on the number of processes.
 
+The iteration schedule (``schedule: iterations``; docs/decisions.md, "Equal-iteration schedule") uses
+:class:`IterationBatchSampler` instead: every batch holds exactly ``r`` real and ``g`` generated images
+(:func:`~replication.training.config.mix_counts`, N : M), iteration ``t`` taking positions
+``[t·r, (t+1)·r)`` of an endless real stream and ``[t·g, (t+1)·g)`` of an endless generated stream.
+Each stream is a concatenation of passes; pass ``p`` of the real stream is exactly epoch ``p`` of a
+real-only run (:func:`epoch_order` of N: same permutation, same augmentation seeds), pass ``p`` of the
+generated stream a permutation of the M generated images with seeds from a stream of its own. No tail
+is dropped (a pass runs on into the next, as Caffe cycles through its LMDB), so a batch is a pure
+function of (seed, t): a resume at iteration t replays exactly, and with the same seed every row sees
+the same real images in the same order with the same crops (a row with generated images ``r`` per
+batch, the baseline ``B``).
+
 Each visited position carries its own augmentation seed, also drawn from ``(seed, e)``:
 :class:`SeededDataset` runs the wrapped dataset's ``__getitem__`` under that seed (torch, NumPy
 and ``random``), restoring the caller's RNG state afterwards. Crops and flips are therefore a
@@ -120,3 +132,64 @@ class SeededDataset(Dataset):
             np.random.set_state(np_state)
             random.setstate(py_state)
         return (*out, torch.tensor(index < self.num_real))
+
+
+def generated_pass(m: int, seed: int, p: int) -> tuple[np.ndarray, np.ndarray]:
+    """(permutation of ``range(m)``, augmentation seeds) of pass ``p`` over the M generated images."""
+    rng = np.random.default_rng([int(seed), int(p), 0x6E4, 0x17E2])
+    return rng.permutation(m), rng.integers(0, 2**62, size=m, dtype=np.int64)
+
+
+class _Stream:
+    """An endless stream of ``(index, seed)`` built from passes ``order(p)``, offset by ``first`` (cached passes)."""
+
+    def __init__(self, count: int, order, first: int = 0) -> None:
+        self.count, self.order, self.first = count, order, first
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def take(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        out = []
+        for pos in range(lo, hi):
+            p, k = divmod(pos, self.count)
+            if p not in self._cache:
+                self._cache = {p: self.order(p)}   # positions only move forward: keep one pass
+            perm, seeds = self._cache[p]
+            out.append((self.first + int(perm[k]), int(seeds[k])))
+        return out
+
+
+class IterationBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Batches of ``(index, augmentation seed)`` for iterations ``start … stop − 1`` of the iteration schedule.
+
+    Real images are indices ``0 … num_real − 1``, generated ones ``num_real … num_real + num_generated − 1``
+    (as in :class:`~replication.data.dataset.ShardDataset`); each global batch is its ``real_per_batch``
+    real items, then its generated items, and rank ``r`` of ``W`` takes ``batch[r::W]``.
+    """
+
+    def __init__(self, num_real: int, num_generated: int, real_per_batch: int, generated_per_batch: int, *,
+                 seed: int, start: int, stop: int, rank: int = 0, world_size: int = 1) -> None:
+        batch = real_per_batch + generated_per_batch
+        if batch % world_size:
+            raise ValueError(f"batch size {batch} is not divisible by the world size {world_size}")
+        if real_per_batch < 1 or (generated_per_batch > 0 and num_generated < 1):
+            raise ValueError(f"a batch of {real_per_batch} real + {generated_per_batch} generated images needs both "
+                             f"kinds (N={num_real}, M={num_generated})")
+        self.r, self.g = real_per_batch, generated_per_batch
+        self.start, self.stop = int(start), int(stop)
+        self.rank, self.world_size = rank, world_size
+        self.real = _Stream(num_real, lambda p: epoch_order(num_real, seed, p))
+        self.gen = _Stream(max(num_generated, 1), lambda p: generated_pass(num_generated, seed, p), first=num_real)
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def batch(self, t: int) -> list[tuple[int, int]]:
+        """The global batch of iteration ``t`` (0-based)."""
+        items = self.real.take(t * self.r, (t + 1) * self.r)
+        if self.g:
+            items += self.gen.take(t * self.g, (t + 1) * self.g)
+        return items
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for t in range(self.start, self.stop):
+            yield self.batch(t)[self.rank::self.world_size]

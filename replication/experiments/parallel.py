@@ -1,0 +1,65 @@
+"""``spl experiment run --jobs N``: independent steps in separate processes on this machine (issue #20).
+
+:func:`process_pool` is a :class:`~replication.experiments.steps.StepPool` over a
+:class:`concurrent.futures.ProcessPoolExecutor` with N workers started by ``spawn`` (a fresh
+interpreter: no inherited torch or OpenMP state, so a step computes in a worker exactly what it
+computes alone). Each step is pickled with cloudpickle (step functions are closures over their
+resolved configs) and run by :func:`~replication.experiments.steps.run_pickled`: its lock, its
+``done`` last, and its own fixed torch thread count (``Step.threads``), as in the serial runner.
+
+Each worker's OpenMP and Numba pools are capped at the steps' thread count before torch or numba
+load, so N workers × T threads is what runs (2 jobs × 1 thread on 2 cores).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import cloudpickle
+
+from replication.errors import ConfigError
+from replication.experiments.steps import Step, run_pickled
+
+#: Environment variables that size a process's thread pools (read when torch / numba / BLAS load).
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def _init_worker(threads: int) -> None:
+    """Worker start: cap the thread pools before the first step imports torch or numba."""
+    for var in THREAD_ENV:
+        os.environ[var] = str(threads)
+
+
+class ProcessStepPool:
+    """Steps run by ``run_pickled`` in a spawn-started process pool."""
+
+    def __init__(self, executor: ProcessPoolExecutor) -> None:
+        self.executor = executor
+
+    def submit(self, step: Step, runs: Path, force: bool) -> Future[bool]:
+        """Pickle ``step`` (with its input steps) and run it in a worker."""
+        return self.executor.submit(run_pickled, cloudpickle.dumps(step), str(runs), force)
+
+
+@contextmanager
+def process_pool(jobs: int, threads: int) -> Iterator[ProcessStepPool]:
+    """A pool of ``jobs`` worker processes, each capped at ``threads`` threads; shut down on exit.
+
+    On exit the pool waits for running steps (an interrupted run's workers get the same SIGINT and
+    save their checkpoints) and cancels the steps not started.
+    """
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be ≥ 1, got {jobs}")
+    executor = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(threads,))
+    try:
+        yield ProcessStepPool(executor)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+__all__ = ["ProcessStepPool", "process_pool", "THREAD_ENV"]
