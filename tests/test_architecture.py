@@ -241,7 +241,7 @@ LAYERS = {
     "replication.predictions": 3, "replication.gallery": 3,
     "replication.labeling": 4, "replication.training": 4, "replication.gan": 4,
     "replication.predict": 5, "replication.benchmarks": 5, "replication.gan_quality": 5,
-    "replication.experiments": 6, "replication.gan_curve": 6,
+    "replication.experiments": 6, "replication.gan_curve": 6, "replication.gan_diagnosis": 6,
     "replication.tables": 7,
     "replication.train": 8, "replication.experiment": 8, "replication.study": 8,
     "replication.commands": 9,

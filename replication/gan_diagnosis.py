@@ -12,7 +12,7 @@ labelled canvases, the 5,000-canvas pool) are measured against the same distribu
 Both the faithful eval-mode samples and training-mode-BN samples (``batch_stats``, a diagnosis) are
 measured. Command line (one torch thread)::
 
-    python -m replication.gan.diagnosis --kind port --arch dcgan --batch 64 --width 64 \\
+    python -m replication.gan_diagnosis --kind port --arch dcgan --batch 64 --width 64 \\
         --data SHARDS --reference POOL_SHARDS --classifier CLASSIFIER_RUN --cap 120 --out result.json
 """
 from __future__ import annotations
