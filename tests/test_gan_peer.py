@@ -122,3 +122,34 @@ def test_batch_stats_sampling_is_a_training_mode_forward_and_leaves_the_generato
     eval_mode = sample_images(g, 10, seed=7, batch=5)
     assert not np.array_equal(eval_mode, got)
     assert np.array_equal(next(iter_samples(g, 5, seed=7, batch=5, batch_stats=True)), got[:5])
+
+
+def test_peer_run_from_the_cli_trains_samples_and_is_measured_like_the_ports(tiny_digits, tmp_path):
+    """`spl gan train --preset demo-torch-dcgan` writes a run directory that sample_gan reads; the
+    samples equal the saved generator's eval-mode samples, and a resume is refused in one line."""
+    from click.testing import CliRunner
+
+    from replication.cli import cli
+    from replication.data.shards import ShardSet
+    from replication.gan.config import load_gan_config
+    from replication.gan.run import load_run_generator, sample_gan
+    from replication.gan.torch_dcgan import load_peer_generator
+
+    cfg = load_gan_config("demo-torch-dcgan")
+    assert (cfg.arch, cfg.size, cfg.width, cfg.batch, cfg.epochs) == ("torch-dcgan", 32, 32, 16, 125)
+    run = tmp_path / "peer"
+    args = ["gan", "train", "--preset", "demo-torch-dcgan", "--data", str(tiny_digits[0]), "--out", str(run),
+            "--epochs", "1", "--width", "4", "--threads", "1", "--set", "progress=false"]
+    res = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    n = len(ShardSet(tiny_digits[0]))
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert ckpt["iteration"] == n // 16 and ckpt["model"]["arch"] == "torch-dcgan"
+    assert (run / "done").exists() and (run / "samples" / "final.png").exists()
+    g = load_run_generator(run / "checkpoint.pt")
+    assert isinstance(g, PeerGenerator) and not g.training
+    out = sample_gan(run, 5, tmp_path / "s", seed=3, batch=4)
+    got = np.stack([ShardSet(out)[i].image[:, :, ::-1] for i in range(5)])  # stored BGR
+    assert np.array_equal(got, sample_images(load_peer_generator(run / "checkpoint.pt"), 5, seed=3, batch=4))
+    res = CliRunner().invoke(cli, [*args, "--epochs", "2", "--resume"])
+    assert res.exit_code == 1 and "cannot be resumed" in res.output

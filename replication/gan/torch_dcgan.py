@@ -18,11 +18,19 @@ The generator has the port's sampling interface (``sample_z``, ``size``, ``chann
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from gan_tf_port.data import BatchStream
+from gan_tf_port.grid import save_grid
+from gan_tf_port.io import atomic_torch_save
+from gan_tf_port.sample import load_checkpoint
+from replication.vocabulary import PEER_DCGAN
 
 Z_DIM = 100
 SIZE = 32
@@ -122,5 +130,41 @@ def peer_iteration(gan: PeerDCGAN, real: torch.Tensor, z: torch.Tensor) -> dict[
     return {"d_loss": float(loss_d.detach()), "g_loss": float(loss_g.detach())}
 
 
+def train_peer_run(images: torch.Tensor, out: str | os.PathLike, *, width: int, batch: int, epochs: int,
+                   seed: int = 0, flip: bool = False) -> int:
+    """Train the peer for ``epochs`` × (N // batch) iterations on ``images`` (uint8 N×3×32×32) into ``out``.
+
+    Writes ``checkpoint.pt`` (the port's checkpoint layout where samplers read it: ``model`` spec,
+    ``G``, ``D``, ``iteration``; tensors and plain values only) and ``samples/final.png`` (64 fixed-z
+    samples, eval-mode BN). Returns the number of iterations. No resume: a run is short (docs/gan.md).
+    """
+    out = Path(out)
+    gan = build_peer(width, seed=seed)
+    stream = BatchStream(images, batch, seed=seed, flip=flip)
+    noise = torch.Generator().manual_seed(seed + 1)
+    fixed_z = gan.G.sample_z(64, torch.Generator().manual_seed(seed))
+    total = epochs * (len(images) // batch)
+    for _ in range(total):
+        peer_iteration(gan, next(stream), gan.G.sample_z(batch, noise))
+    spec = {"arch": PEER_DCGAN, "size": SIZE, "width": width, "channels": gan.G.channels, "z_dim": gan.G.z_dim}
+    atomic_torch_save({"format": "replication/torch-dcgan/1", "model": spec, "G": gan.G.state_dict(),
+                       "D": gan.D.state_dict(), "iteration": total, "finished": True}, out / "checkpoint.pt")
+    gan.G.eval()
+    with torch.no_grad():
+        save_grid(gan.G(fixed_z), out / "samples" / "final.png")
+    return total
+
+
+def load_peer_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> PeerGenerator:
+    """The peer generator of checkpoint ``path`` (read with ``weights_only=True``), in eval mode."""
+    ckpt = load_checkpoint(path)
+    spec = ckpt["model"]
+    if spec.get("arch") != PEER_DCGAN or spec.get("size") != SIZE:
+        raise ValueError(f"{path}: not a {PEER_DCGAN} checkpoint of size {SIZE} (model {spec})")
+    g = PeerGenerator(int(spec["width"]), int(spec["z_dim"]), int(spec["channels"]))
+    g.load_state_dict(ckpt["G"])
+    return g.to(device).eval()
+
+
 __all__ = ["PeerDCGAN", "PeerDiscriminator", "PeerGenerator", "build_peer", "d_loss", "g_loss", "init_weights",
-           "peer_iteration"]
+           "load_peer_generator", "peer_iteration", "train_peer_run"]
