@@ -153,3 +153,4 @@ def test_peer_run_from_the_cli_trains_samples_and_is_measured_like_the_ports(tin
     assert np.array_equal(got, sample_images(load_peer_generator(run / "checkpoint.pt"), 5, seed=3, batch=4))
     res = CliRunner().invoke(cli, [*args, "--epochs", "2", "--resume"])
     assert res.exit_code == 1 and "cannot be resumed" in res.output
+    assert (run / "done").exists()  # the refused resume left the finished run as it was

@@ -171,6 +171,8 @@ def _train_locked(cfg: GanTrainConfig, resolved: dict, source: dict, shards: Sha
     if _check_run_dir(out, resolved, source, resume):
         log.info("%s: already done", out)
         return out
+    if cfg.arch == PEER_DCGAN and resume and (out / CHECKPOINT).exists():  # before anything is rewritten
+        raise ConfigError(f"{out}: {PEER_DCGAN} runs cannot be resumed; train again into an empty --out")
     _write_run_dir(out, resolved, source)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
@@ -178,18 +180,16 @@ def _train_locked(cfg: GanTrainConfig, resolved: dict, source: dict, shards: Sha
     if env_world()[0] == 0:
         save_real_grid(images, out / "samples" / REAL_GRID, FIXED_SAMPLES.get(cfg.arch, 64))
     if cfg.arch == PEER_DCGAN:
-        _run_peer(cfg, resolved["flip"], images, out, resume)
+        _run_peer(cfg, resolved["flip"], images, out)
     else:
         _run_trainer(cfg, resolved["flip"], images, out, resume)
     return out
 
 
-def _run_peer(cfg: GanTrainConfig, flip: bool, images: torch.Tensor | Dataset, out: Path, resume: bool) -> None:
+def _run_peer(cfg: GanTrainConfig, flip: bool, images: torch.Tensor | Dataset, out: Path) -> None:
     """Train the peer PyTorch DCGAN (no resume: its runs are short); ``done`` when finished."""
     if cfg.size != PEER_SIZE:
         raise ConfigError(f"{PEER_DCGAN}: size must be {PEER_SIZE}, got {cfg.size}")
-    if resume and (out / CHECKPOINT).exists():
-        raise ConfigError(f"{out}: {PEER_DCGAN} runs cannot be resumed; train again into an empty --out")
     if not isinstance(images, torch.Tensor):
         images = torch.stack([images[i] for i in range(len(images))])
     epochs = cfg.epochs if cfg.epochs is not None else 25
