@@ -22,6 +22,10 @@ SPL_INPUTS = SCORE_KINDS
 # -- generators (the paper's two GANs) ------------------------------------------------------------
 GENERATORS = ("dcgan", "wgan-gp")
 GEN_LABELS = {"dcgan": "DCGAN", "wgan-gp": "WGAN-GP"}
+#: GAN architectures `spl gan train` accepts: the paper's two TF ports and the peer PyTorch DCGAN
+#: (``replication/gan/torch_dcgan.py``, not a TF port; docs/gan.md, "Collapse diagnosis").
+PEER_DCGAN = "torch-dcgan"
+GAN_ARCHS = (*GENERATORS, PEER_DCGAN)
 
 # -- metrics (docs/metrics.md) --------------------------------------------------------------------
 BASE_METRICS = ("mAP", "F1-C", "P-C", "R-C", "F1-O", "P-O", "R-O")
