@@ -154,3 +154,50 @@ def test_peer_run_from_the_cli_trains_samples_and_is_measured_like_the_ports(tin
     res = CliRunner().invoke(cli, [*args, "--epochs", "2", "--resume"])
     assert res.exit_code == 1 and "cannot be resumed" in res.output
     assert (run / "done").exists()  # the refused resume left the finished run as it was
+
+
+def test_peer_run_writes_through_io_utils_and_refuses_a_bit_flipped_checkpoint(tiny_digits, tmp_path, monkeypatch):
+    """#21's rules on the peer's path: a full disk at its checkpoint gives one line naming checkpoint.pt and
+    leaves no checkpoint and no ``done``; one flipped bit inside G's weights (which ``torch.load`` alone
+    would load silently) is refused by ``spl gan sample`` in one line naming the file and its CRC."""
+    import errno
+    import zipfile
+
+    from click.testing import CliRunner
+
+    import replication.io_utils as io_utils
+    from replication.cli import cli
+
+    run = tmp_path / "peer"
+    args = ["gan", "train", "--preset", "demo-torch-dcgan", "--data", str(tiny_digits[0]), "--out", str(run),
+            "--epochs", "1", "--width", "4", "--threads", "1", "--set", "progress=false"]
+    commit = io_utils._commit
+
+    def full_at_checkpoint(tmp: str, path):
+        if path.name == "checkpoint.pt":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        commit(tmp, path)
+
+    with monkeypatch.context() as m:
+        m.setattr(io_utils, "_commit", full_at_checkpoint)
+        res = CliRunner().invoke(cli, args)
+    lines = res.output.strip().splitlines()
+    assert res.exit_code != 0 and len(lines) == 1 and "checkpoint.pt" in lines[0] and "space" in lines[0], res.output
+    assert not (run / "checkpoint.pt").exists() and not (run / "done").exists()
+    assert not [p for p in run.iterdir() if p.name.startswith(".checkpoint.pt.")]  # no temporary file left
+
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    ckpt = run / "checkpoint.pt"
+    with zipfile.ZipFile(ckpt) as z:  # the largest member: a weight tensor's bytes
+        info = max(z.infolist(), key=lambda i: i.file_size)
+    data = bytearray(ckpt.read_bytes())
+    name_len, extra_len = int.from_bytes(data[info.header_offset + 26:info.header_offset + 28], "little"), \
+        int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
+    data[info.header_offset + 30 + name_len + extra_len + info.file_size // 2] ^= 0x01
+    ckpt.write_bytes(bytes(data))
+    assert torch.load(ckpt, weights_only=True)["iteration"] > 0  # torch.load alone does not notice
+    res = CliRunner().invoke(cli, ["gan", "sample", "--run", str(run), "-n", "4", "--out", str(tmp_path / "s")])
+    lines = res.output.strip().splitlines()
+    assert res.exit_code != 0 and len(lines) == 1 and str(ckpt) in lines[0] and "CRC" in lines[0], res.output
+    assert not (tmp_path / "s").exists()

@@ -44,6 +44,7 @@ from replication.gan.quality import (
 )
 from replication.gan.quality_step import load_classifier
 from replication.gan.torch_dcgan import build_peer, peer_iteration
+from replication.io_utils import atomic_write_json
 
 SIZE = 32
 
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result[mode] = measure(g, model, transform, real_f, a.n, seed=a.seed, batch_stats=bs)
         grid = next(iter_samples(g, 64, seed=a.seed, batch=64, batch_stats=bs))
         save_grid(grid, out.with_name(f"{out.stem}-{mode}.png"), 8, 8)
-    out.write_text(json.dumps(result, indent=1))
+    atomic_write_json(out, result)
     head = ("kind", "arch", "batch", "width", "num_images", "iterations", "cpu_s")
     click.echo(json.dumps({k: result[k] for k in head}
                           | {m: {k: result[m][k] for k in ("fd", "precision", "recall")}

@@ -42,7 +42,7 @@ from replication.errors import ConfigError, ReplicationError, ShardError
 from replication.gan.config import GanTrainConfig
 from replication.gan.images import ShardGanImages, load_gan_images, minmax_stretch, save_real_grid
 from replication.gan.torch_dcgan import SIZE as PEER_SIZE
-from replication.gan.torch_dcgan import load_peer_generator, train_peer_run
+from replication.gan.torch_dcgan import peer_generator_from_checkpoint, train_peer_run
 from replication.io_utils import atomic_write_json, atomic_write_text, check_output_path
 from replication.locking import output_lock
 from replication.vocabulary import DIGIT_DATASETS, PEER_DCGAN
@@ -252,9 +252,11 @@ def _from_checkpoint(load: Callable[..., Any], ckpt_path: Path, **kw: Any) -> An
 
 def load_run_generator(ckpt_path: Path, device: torch.device | str = "cpu") -> torch.nn.Module:
     """The generator saved in ``ckpt_path``, in eval mode on ``device``; :class:`ShardError` naming the file."""
-    ckpt = _from_checkpoint(load_checkpoint, ckpt_path)
-    load = load_peer_generator if ckpt["model"].get("arch") == PEER_DCGAN else load_generator
-    return _from_checkpoint(load, ckpt_path, device=device)
+    ckpt = _from_checkpoint(load_checkpoint, ckpt_path)  # CRC-checked, weights only
+    if ckpt["model"].get("arch") == PEER_DCGAN:
+        return _from_checkpoint(lambda p, **kw: peer_generator_from_checkpoint(ckpt, p, **kw), ckpt_path,
+                                device=device)
+    return _from_checkpoint(load_generator, ckpt_path, device=device)
 
 
 def open_run_checkpoint(run: str | Path, checkpoint: str | Path | None = None) -> tuple[dict, Path, dict]:

@@ -28,8 +28,8 @@ from torch import nn
 
 from gan_tf_port.data import BatchStream
 from gan_tf_port.grid import save_grid
-from gan_tf_port.io import atomic_torch_save
 from gan_tf_port.sample import load_checkpoint
+from replication.io_utils import atomic_torch_save
 from replication.vocabulary import PEER_DCGAN
 
 Z_DIM = 100
@@ -155,9 +155,9 @@ def train_peer_run(images: torch.Tensor, out: str | os.PathLike, *, width: int, 
     return total
 
 
-def load_peer_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> PeerGenerator:
-    """The peer generator of checkpoint ``path`` (read with ``weights_only=True``), in eval mode."""
-    ckpt = load_checkpoint(path)
+def peer_generator_from_checkpoint(ckpt: dict, path: str | os.PathLike,
+                                   device: str | torch.device = "cpu") -> PeerGenerator:
+    """The peer generator held by ``ckpt`` (the contents of checkpoint ``path``, named in errors), in eval mode."""
     spec = ckpt["model"]
     if spec.get("arch") != PEER_DCGAN or spec.get("size") != SIZE:
         raise ValueError(f"{path}: not a {PEER_DCGAN} checkpoint of size {SIZE} (model {spec})")
@@ -166,5 +166,14 @@ def load_peer_generator(path: str | os.PathLike, device: str | torch.device = "c
     return g.to(device).eval()
 
 
+def load_peer_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> PeerGenerator:
+    """The peer generator of checkpoint ``path``, in eval mode.
+
+    Read with :func:`gan_tf_port.sample.load_checkpoint`: the zip CRCs are checked before ``torch.load``
+    (a flipped bit is refused, naming the file) and the file is loaded with ``weights_only=True``.
+    """
+    return peer_generator_from_checkpoint(load_checkpoint(path), path, device)
+
+
 __all__ = ["PeerDCGAN", "PeerDiscriminator", "PeerGenerator", "build_peer", "d_loss", "g_loss", "init_weights",
-           "load_peer_generator", "peer_iteration", "train_peer_run"]
+           "load_peer_generator", "peer_generator_from_checkpoint", "peer_iteration", "train_peer_run"]
