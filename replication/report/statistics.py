@@ -195,7 +195,8 @@ class ClaimGroup:
     parts: tuple[Claim, ...]
 
 
-def paper_claims(generators: Sequence[str] = GENERATORS) -> tuple[ClaimSpec, ...]:
+def paper_claims(generators: Sequence[str] = GENERATORS,
+                 gen_labels: Mapping[str, str] | None = None) -> tuple[ClaimSpec, ...]:
     """The paper's ordering SPL ≥ smooth > baseline > pseudo and random, one set per generator.
 
     Per generator g: SPL vs smooth, smooth vs baseline, baseline vs pseudo, baseline vs random and
@@ -203,7 +204,7 @@ def paper_claims(generators: Sequence[str] = GENERATORS) -> tuple[ClaimSpec, ...
     """
     out = []
     for g in generators:
-        gen = GEN_LABELS.get(g, g)
+        gen = {**GEN_LABELS, **(gen_labels or {})}.get(g, g)
         out += [
             ClaimSpec(f"SPL ≥ smooth labeling ({gen})", f"spl/{g}", f"smooth/{g}"),
             ClaimSpec(f"smooth labeling > baseline ({gen})", f"smooth/{g}", BASELINE),
@@ -252,16 +253,18 @@ def group_status(parts: Sequence[Claim]) -> str:
 
 
 def evaluate_claims(values: Mapping[str, Mapping[int, float]], rows: Sequence[str],
-                    generators: Sequence[str] = GENERATORS) -> tuple[tuple[Claim, ...], ClaimGroup]:
+                    generators: Sequence[str] = GENERATORS, gen_labels: Mapping[str, str] | None = None,
+                    ) -> tuple[tuple[Claim, ...], ClaimGroup]:
     """Every claim of :func:`paper_claims` tested on ``values``, and the group "SPL beats the baseline with both GANs".
 
-    ``values`` maps row → seed → metric (mAP in the tables); ``rows`` are the spec's rows.
+    ``values`` maps row → seed → metric (mAP in the tables); ``rows`` are the spec's rows; ``gen_labels``
+    (generator → name, e.g. ``DCGAN (PyTorch peer)``) overrides the paper's GAN names in the text.
     """
-    specs = paper_claims(generators)
+    specs = paper_claims(generators, gen_labels)
     claims = tuple(check_claim(c, values, rows) for c in specs)
     spl_parts = tuple(c for spec, c in zip(specs, claims, strict=True)
                       if spec.better.startswith("spl/") and spec.worse == BASELINE)
-    names = " and ".join(GEN_LABELS.get(g, g) for g in generators)
+    names = " and ".join({**GEN_LABELS, **(gen_labels or {})}.get(g, g) for g in generators)
     group = ClaimGroup(f"SPL beats the baseline with both GANs ({names})", group_status(spl_parts), spl_parts)
     return claims, group
 
@@ -348,11 +351,12 @@ def control_comparisons(rows: Sequence[str]) -> list[tuple[str, str, str]]:
     return out
 
 
-def _row_name(row: str) -> str:
-    return "baseline" if row == BASELINE else row_label(row)
+def _row_name(row: str, gen_labels: Mapping[str, str] | None = None) -> str:
+    return "baseline" if row == BASELINE else row_label(row, gen_labels)
 
 
-def control_paragraph(values: Mapping[str, Mapping[int, float]], rows: Sequence[str], metric: str = "mAP") -> str:
+def control_paragraph(values: Mapping[str, Mapping[int, float]], rows: Sequence[str], metric: str = "mAP",
+                      gen_labels: Mapping[str, str] | None = None) -> str:
     """A Markdown section with one sentence per comparison of :func:`control_comparisons`; "" without control rows.
 
     Each sentence: the two rows, what the difference tests, the paired Δ (A − B) with its 95% CI
@@ -367,7 +371,7 @@ def control_paragraph(values: Mapping[str, Mapping[int, float]], rows: Sequence[
              f"and the verdict: better if the interval lies above 0, worse if below, no detectable difference if it "
              f"contains 0.", ""]
     for a, b, what in comparisons:
-        head = f"- {_row_name(a)} − {_row_name(b)} ({what})"
+        head = f"- {_row_name(a, gen_labels)} − {_row_name(b, gen_labels)} ({what})"
         missing = [r for r in (a, b) if not values.get(r)]
         diff = None if missing else paired_difference(values[a], values[b])
         if missing:
@@ -416,7 +420,8 @@ def ceiling_share(gan: Mapping[int, float], real: Mapping[int, float], baseline:
     return math.fsum(gan[s] - baseline[s] for s in seeds) / len(seeds) / ceiling
 
 
-def ceiling_paragraph(values: Mapping[str, Mapping[int, float]], rows: Sequence[str], metric: str = "mAP") -> str:
+def ceiling_paragraph(values: Mapping[str, Mapping[int, float]], rows: Sequence[str], metric: str = "mAP",
+                      gen_labels: Mapping[str, str] | None = None) -> str:
     """A Markdown section with one line per comparison of :func:`ceiling_comparisons`; "" without ``real`` rows.
 
     Each line: the paired Δ (A − B) with its 95% CI and verdict; a GAN row's line also gives the share
@@ -433,7 +438,7 @@ def ceiling_paragraph(values: Mapping[str, Mapping[int, float]], rows: Sequence[
              f"and the verdict.", ""]
     base = values.get(BASELINE, {})
     for a, b, what in comparisons:
-        head = f"- {_row_name(a)} − {_row_name(b)} ({what})"
+        head = f"- {_row_name(a, gen_labels)} − {_row_name(b, gen_labels)} ({what})"
         missing = [r for r in (a, b) if not values.get(r)]
         diff = None if missing else paired_difference(values[a], values[b])
         if missing:

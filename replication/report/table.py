@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from replication.errors import ConfigError
+from replication.experiments.runner import generator_labels
 from replication.experiments.spec import ExperimentSpec
 from replication.experiments.steps import recorded_digests_match
 from replication.report.paper_table import PaperTable, read_paper_table
@@ -152,6 +153,8 @@ class Table:
     claim_group: ClaimGroup | None = None
     controls: str = ""  # the controls' paragraph (:func:`replication.report.statistics.control_paragraph`); "" without
     ceiling: str = ""  # the real ceiling's section (:func:`replication.report.statistics.ceiling_paragraph`) or ""
+    #: generator → the name of the GAN its preset trains (:func:`replication.experiments.runner.generator_labels`)
+    gen_labels: Mapping[str, str] | None = None
 
     @property
     def has_controls(self) -> bool:
@@ -182,6 +185,7 @@ def build_table(spec: ExperimentSpec, results: Mapping[str, Mapping[int, Mapping
         rows.append(TableRow(lit, lit, 0, True, cells))
     values = metric_by_seed(results)
     base = values.get(BASELINE, {})
+    names = generator_labels(spec)  # the GAN each generator's preset trains (the peer is named as such)
     for row in spec.rows:
         seeds = results.get(row, {})
         control = parse_row_id(row).control
@@ -191,11 +195,11 @@ def build_table(spec: ExperimentSpec, results: Mapping[str, Mapping[int, Mapping
             mean, std = mean_std(vals) if vals else (None, None)
             cells.append(Cell(mean, std, None if control else paper.get(row, c)))
         delta = None if row == BASELINE else paired_difference(values.get(row, {}), base)
-        rows.append(TableRow(row, row_label(row), len(seeds), False, tuple(cells), delta, control))
-    claims, group = evaluate_claims(values, spec.rows)
-    controls = control_paragraph(values, spec.rows, DELTA_METRIC) if DELTA_METRIC in spec.columns else ""
-    ceiling = ceiling_paragraph(values, spec.rows, DELTA_METRIC) if DELTA_METRIC in spec.columns else ""
-    return Table(spec, paper, tuple(rows), claims, group, controls, ceiling)
+        rows.append(TableRow(row, row_label(row, names), len(seeds), False, tuple(cells), delta, control))
+    claims, group = evaluate_claims(values, spec.rows, gen_labels=names)
+    controls = control_paragraph(values, spec.rows, DELTA_METRIC, names) if DELTA_METRIC in spec.columns else ""
+    ceiling = ceiling_paragraph(values, spec.rows, DELTA_METRIC, names) if DELTA_METRIC in spec.columns else ""
+    return Table(spec, paper, tuple(rows), claims, group, controls, ceiling, names)
 
 
 
