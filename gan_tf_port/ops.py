@@ -10,8 +10,9 @@
 * :class:`TFBatchNorm2d`, :class:`TFBatchNorm1d` — ``tf.contrib.layers.batch_norm(decay=0.9, epsilon=1e-5,
   scale=True)``: PyTorch momentum 0.1 (``moving = 0.9·moving + 0.1·batch``), eps 1e-5, batch statistics in
   training mode, moving averages in inference mode. Decision (documented): the moving variance takes the
-  unbiased batch variance, as PyTorch does and as TF's fused batch-norm kernel (the default path of
-  ``contrib.layers.batch_norm`` for rank-2 and rank-4 inputs) does; it only matters for eval-mode sampling.
+  unbiased batch variance, as PyTorch does and as TF's fused batch-norm kernel does (TF 1.x's non-fused
+  path, the default in early 1.x, keeps a biased one; docs/gan.md, "TF-version caveats"); it only
+  matters for eval-mode sampling.
 * :class:`TFLayerNorm` — ``tf.contrib.layers.layer_norm`` on NHWC (``begin_norm_axis=1``,
   ``begin_params_axis=-1``): statistics over H, W, C per sample, one scale and shift per channel,
   ``variance_epsilon=1e-12``. That is ``GroupNorm(1, C, eps=1e-12)`` — not ``LayerNorm([C, H, W])``

@@ -7,7 +7,10 @@ its ε is added to the *uncorrected* sqrt(v) ("epsilon hat" in Kingma & Ba's §2
 real in the first steps, so the ports use this class by default (``adam: tf``); ``adam: torch``
 selects ``torch.optim.Adam``. The update follows TF's ``ApplyAdam`` kernel expression by
 expression (``m += (g − m)(1 − β1)``, ``v += (g² − v)(1 − β2)``, ``θ −= (m·lr_t)/(sqrt(v) + ε)``,
-with float32 β powers), so rounding is TF's too.
+with float32 β powers and TF's float32 constants ``T(1) − β1``, ``T(1) − β2`` and ``ε``: TF's kernel
+(``tensorflow/core/kernels/training_ops.cc``, ``ApplyAdamNonCuda``) evaluates ``T(1) − beta2()`` in
+the variable's type, so 1 − β2 is 0.00099998713 in float32 for β2 = 0.999, not the float64
+0.0010000000475 that ``1.0 − 0.999`` would give), so rounding is TF's too.
 """
 from __future__ import annotations
 
@@ -16,6 +19,17 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 from torch.optim import Optimizer
+
+
+def tf_constants(beta1: float, beta2: float, eps: float, dtype: torch.dtype) -> tuple[float, float, float]:
+    """(1 − β1, 1 − β2, ε) as TF's ``ApplyAdam`` kernel sees them for variables of ``dtype``.
+
+    TF casts β1, β2 and ε to the variable's type T and computes ``T(1) − β`` in T, so for float32
+    1 − β2 = 1 − fl32(0.999) = 0.00099998713 (float64: 0.0010000000475). Other dtypes keep T too.
+    """
+    np_t = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}.get(dtype, np.float32)
+    one = np_t(1.0)
+    return float(one - np_t(beta1)), float(one - np_t(beta2)), float(np_t(eps))
 
 
 class TFAdam(Optimizer):
@@ -78,19 +92,20 @@ class TFAdam(Optimizer):
             # scratch buffers per parameter that live as long as the optimiser: a fresh out-of-place
             # temporary per operation (in the 2-thread profile an out-of-place op on the largest tensor took
             # ~5x its in-place twin; docs/gan.md, "CPU step speed")
+            c1, c2, eps = tf_constants(b1, b2, group["eps"], params[0].dtype)
             s1, s2 = self._scratch(params)
             for g, m, s in zip(grads, ms, s1):
                 torch.sub(g, m, out=s)
-            torch._foreach_mul_(s1, 1.0 - b1)
+            torch._foreach_mul_(s1, c1)
             torch._foreach_add_(ms, s1)
             for g, s in zip(grads, s1):
                 torch.mul(g, g, out=s)
             torch._foreach_sub_(s1, vs)
-            torch._foreach_mul_(s1, 1.0 - b2)
+            torch._foreach_mul_(s1, c2)
             torch._foreach_add_(vs, s1)
             for v, s in zip(vs, s2):
                 torch.sqrt(v, out=s)
-            torch._foreach_add_(s2, group["eps"])
+            torch._foreach_add_(s2, eps)
             for m, s in zip(ms, s1):
                 torch.mul(m, lr_t, out=s)
             torch._foreach_div_(s1, s2)

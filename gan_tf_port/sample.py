@@ -4,9 +4,16 @@ Batch norm in inference mode uses the moving averages, as both repositories' sam
 (carpedm20 ``sampler`` = ``generator(train=False)``; LynnHo ``generator(z, training=False)``).
 Noise for sample i comes from one CPU ``torch.Generator`` seeded with ``seed`` and drawn batch
 after batch, so the same (seed, batch) always yields the same images on the same device.
+
+``batch_stats=True`` is a diagnosis, not the faithful sampler: batch norm normalises each sampling batch
+with its own statistics (training-mode BN), in a copy of the generator so its moving averages stay
+untouched. With decay 0.9 the moving averages remember only ≈ 3 DCGAN iterations (docs/gan.md,
+"Collapse diagnosis"), so eval-mode samples can lag a fast-moving generator; comparing the two
+separates that lag from a collapse of the generator itself. The images then depend on ``batch``.
 """
 from __future__ import annotations
 
+import copy
 import os
 import pickle
 import re
@@ -60,12 +67,19 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
 
 @torch.no_grad()
 def iter_samples(generator: nn.Module, n: int, *, seed: int = 0, batch: int = 256,
-                 device: str | torch.device | None = None) -> Iterator[np.ndarray]:
-    """Yield ``n`` images as uint8 RGB arrays b×H×W×C, ``batch`` at a time, with eval-mode BN."""
+                 device: str | torch.device | None = None, batch_stats: bool = False) -> Iterator[np.ndarray]:
+    """Yield ``n`` images as uint8 RGB arrays b×H×W×C, ``batch`` at a time, with eval-mode BN
+    (``batch_stats=True``: each batch's own BN statistics, a diagnosis; see the module docstring)."""
     if n < 0 or batch < 1:
         raise ValueError(f"need n >= 0 and batch >= 1, got n={n}, batch={batch}")
     device = torch.device(device) if device is not None else next(generator.parameters()).device
     gen = torch.Generator().manual_seed(int(seed))
+    if batch_stats:  # a copy in training mode: batch statistics, and the original's moving averages unchanged
+        copied = copy.deepcopy(generator).train()
+        for start in range(0, n, batch):
+            b = min(batch, n - start)
+            yield to_uint8(copied(generator.sample_z(b, gen).to(device)))
+        return
     was_training = generator.training
     generator.eval()
     try:
@@ -78,9 +92,9 @@ def iter_samples(generator: nn.Module, n: int, *, seed: int = 0, batch: int = 25
 
 
 def sample_images(generator: nn.Module, n: int, *, seed: int = 0, batch: int = 256,
-                  device: str | torch.device | None = None) -> np.ndarray:
+                  device: str | torch.device | None = None, batch_stats: bool = False) -> np.ndarray:
     """``n`` generated images as one uint8 RGB array n×H×W×C (see :func:`iter_samples`)."""
-    parts = list(iter_samples(generator, n, seed=seed, batch=batch, device=device))
+    parts = list(iter_samples(generator, n, seed=seed, batch=batch, device=device, batch_stats=batch_stats))
     if not parts:
         return np.zeros((0, generator.size, generator.size, generator.channels), dtype=np.uint8)
     return np.concatenate(parts)

@@ -6,6 +6,7 @@ any module may import it. ``gan_tf_port`` (which never imports :mod:`replication
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 # -- labeling (the paper, Section 3: random, pseudo and smooth labeling, and SPL) ------------------
@@ -22,6 +23,15 @@ SPL_INPUTS = SCORE_KINDS
 # -- generators (the paper's two GANs) ------------------------------------------------------------
 GENERATORS = ("dcgan", "wgan-gp")
 GEN_LABELS = {"dcgan": "DCGAN", "wgan-gp": "WGAN-GP"}
+#: GAN architectures `spl gan train` accepts: the paper's two TF ports and the peer PyTorch DCGAN
+#: (``replication/gan/torch_dcgan.py``, not a TF port; docs/gan.md, "Collapse diagnosis").
+PEER_DCGAN = "torch-dcgan"
+GAN_ARCHS = (*GENERATORS, PEER_DCGAN)
+#: The generator a peer architecture realises in a table spec: ``gan: {dcgan: {preset: demo-torch-dcgan}}``
+#: keeps the preset's ``torch-dcgan`` for the rows ``<rule>/dcgan`` (any other preset arch becomes the key's).
+PEER_OF = {PEER_DCGAN: "dcgan"}
+#: The report's name of a generator row source realised by each architecture (a peer is never called the paper's).
+ARCH_LABELS = {**GEN_LABELS, PEER_DCGAN: "DCGAN (PyTorch peer)"}
 
 # -- metrics (docs/metrics.md) --------------------------------------------------------------------
 BASE_METRICS = ("mAP", "F1-C", "P-C", "R-C", "F1-O", "P-O", "R-O")
@@ -138,19 +148,21 @@ def parse_row_id(row: str) -> RowId:
     return RowId(method, source, weight)
 
 
-def row_label(row: str, *, iteration_schedule: bool = False) -> str:
+def row_label(row: str, gen_labels: Mapping[str, str] | None = None, *, iteration_schedule: bool = False) -> str:
     """The paper's name of a row, e.g. ``"spl/dcgan"`` → ``"Our SPL (DCGAN)"``.
 
     Control rows: ``"Baseline, iteration-matched"`` (``"Baseline, 2× iterations"`` when the spec trains with
     ``schedule: iterations``: ``iteration_schedule``), ``"Smooth labeling (block-shuffled real)"``,
     ``"Our SPL (DCGAN), λ = 0.3"`` (without the :data:`BEYOND_PAPER_MARK`, which the tables add).
+    ``gen_labels`` (generator → label, e.g. ``{"dcgan": "DCGAN (PyTorch peer)"}``) overrides :data:`GEN_LABELS`.
     """
     rid = parse_row_id(row)
     if rid.source is None:
         if not rid.matched:
             return "Baseline"
         return "Baseline, 2× iterations" if iteration_schedule else "Baseline, iteration-matched"
-    label = f"{ROW_LABELS[rid.method]} ({SOURCE_LABELS[rid.source]})"
+    source = (gen_labels or {}).get(rid.source) or SOURCE_LABELS[rid.source]
+    label = f"{ROW_LABELS[rid.method]} ({source})"
     return label if rid.weight is None else f"{label}, λ = {rid.weight:g}"
 
 

@@ -244,7 +244,7 @@ LAYERS = {
     "replication.inference.predictions": 3, "replication.report.gallery": 3,
     "replication.labeling": 4, "replication.training": 4, "replication.gan": 4,
     "replication.inference": 5, "replication.benchmarks": 5, "replication.gan.quality_step": 5,
-    "replication.experiments": 6, "replication.gan.curve": 6,
+    "replication.experiments": 6, "replication.gan.curve": 6, "replication.gan.diagnosis": 6,
     "replication.report": 7,
     "replication.train": 8, "replication.experiment": 8,
     "replication.commands": 9,

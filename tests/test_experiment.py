@@ -146,6 +146,48 @@ def test_plan_structure_and_dependencies(tmp_path):
     assert only_kinds.count("gan") == 1 and "predict" not in only_kinds  # smooth needs no baseline
 
 
+def test_a_peer_preset_keeps_its_arch_and_the_report_names_it(tmp_path):
+    """``gan: {dcgan: {preset: demo-torch-dcgan}}``: the gan step trains the peer (not the TF port with the
+    peer's batch and width), and the report calls it "DCGAN (PyTorch peer)" wherever the paper's DCGAN would be."""
+    from replication.experiments.runner import generator_labels
+    from replication.report.page import format_quality
+    from replication.report.paper_table import read_paper_table
+    from replication.report.table import build_table
+
+    raw = _tiny_spec_dict(tmp_path)
+    raw["gan"]["dcgan"] = {"preset": "demo-torch-dcgan", "overrides": {"epochs": 1, "progress": False}}
+    spec = spec_from_dict(raw, tmp_path / "tiny.yaml")
+    plan = plan_experiment(spec)
+    peer = plan.named["gan/dcgan"].config
+    assert (peer["arch"], peer["width"], peer["batch"], peer["epochs"]) == ("torch-dcgan", 32, 16, 1)
+    assert plan.named["gan/wgan-gp"].config["arch"] == "wgan-gp"  # the other key keeps its port
+    port = plan_experiment(spec_from_dict(_tiny_spec_dict(tmp_path), tmp_path / "tiny.yaml")).named["gan/dcgan"]
+    assert port.config["arch"] == "dcgan" and port.key != plan.named["gan/dcgan"].key
+    # a port preset under the dcgan key is still forced to the key's arch (one preset serves both ports)
+    raw_w = _tiny_spec_dict(tmp_path)
+    raw_w["gan"]["dcgan"] = {"preset": "embedded-wgan-gp"}
+    assert plan_experiment(spec_from_dict(raw_w, tmp_path / "tiny.yaml")).named["gan/dcgan"].config["arch"] == "dcgan"
+    # the peer realises a DCGAN only: under wgan-gp it is refused in one line naming the spec
+    raw_bad = _tiny_spec_dict(tmp_path)
+    raw_bad["gan"]["wgan-gp"] = {"preset": "demo-torch-dcgan"}
+    with pytest.raises(ConfigError, match=r"tiny.yaml: gan preset for wgan-gp: arch torch-dcgan realises dcgan"):
+        plan_experiment(spec_from_dict(raw_bad, tmp_path / "tiny.yaml"))
+
+    peer_name = "DCGAN (PyTorch peer)"
+    assert generator_labels(spec) == {"dcgan": peer_name, "wgan-gp": "WGAN-GP"}
+    table = build_table(spec, {"baseline": {0: {"mAP": 50.0}}, "spl/dcgan": {0: {"mAP": 51.0}}},
+                        read_paper_table(spec.paper.csv))
+    labels = {r.row: r.label for r in table.rows}
+    assert labels["spl/dcgan"] == f"Our SPL ({peer_name})" and labels["spl/wgan-gp"] == "Our SPL (WGAN-GP)"
+    assert f"SPL > baseline ({peer_name})" in [c.text for c in table.claims]
+    assert table.claim_group is not None and f"({peer_name} and WGAN-GP)" in table.claim_group.text
+    quality = format_quality(spec, {"dcgan": {"iteration": 3}}, gen_labels=table.gen_labels)
+    assert f"| {peer_name} | 3 |" in quality
+    plain = build_table(spec_from_dict(_tiny_spec_dict(tmp_path), tmp_path / "tiny.yaml"), {},
+                        read_paper_table(spec.paper.csv))
+    assert {r.row: r.label for r in plain.rows}["spl/dcgan"] == "Our SPL (DCGAN)"
+
+
 def test_plan_errors_before_running(tmp_path):
     spec = spec_from_dict(_tiny_spec_dict(tmp_path), tmp_path / "tiny.yaml")
     with pytest.raises(ConfigError, match="--only 'spl/biggan' is not a row"):

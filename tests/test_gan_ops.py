@@ -241,6 +241,51 @@ def test_tf_adam_matches_tf_update_rule_in_numpy():
         np.testing.assert_allclose(p.detach().numpy(), theta, rtol=1e-6, atol=1e-12)
 
 
+def _tf_apply_adam_float32(theta, m, v, g, b1p, b2p, lr, b1, b2, eps):
+    """NumPy emulation of TF's ``ApplyAdamNonCuda`` kernel for T = float32 (training_ops.cc), written
+    independently of ``TFAdam``: every constant is cast to T first and every operation rounds to T."""
+    f = np.float32
+    one = f(1)
+    alpha = f(f(f(lr) * f(np.sqrt(f(one - f(b2p))))) / f(one - f(b1p)))
+    m = f(m + f(f(g - m) * f(one - f(b1))))
+    v = f(v + f(f(f(g * g) - v) * f(one - f(b2))))
+    theta = f(theta - f(f(m * alpha) / f(np.sqrt(v) + f(eps))))
+    return theta, m, v
+
+
+def test_tf_adam_is_tf_kernel_bit_for_bit_in_float32():
+    """TF computes 1 − β2 in float32 (0.00099998713 for β2 = 0.999, not 0.0010000000475), and 1 − β1,
+    ε and the β powers likewise; the port's update equals an emulation of TF's kernel bit for bit."""
+    assert np.float32(1) - np.float32(0.999) == np.float32(0.00099998713)
+    assert float(np.float32(1) - np.float32(0.999)) != float(np.float32(1.0 - 0.999))  # the two constants differ
+    rng = np.random.default_rng(3)
+    shape = (257,)
+    for b1 in (0.5, 0.9):
+        p = torch.nn.Parameter(torch.from_numpy(rng.normal(size=shape).astype(np.float32)))
+        opt = TFAdam([p], lr=2e-4, betas=(b1, 0.999), eps=1e-8)
+        theta = p.detach().numpy().copy()
+        m = np.zeros(shape, np.float32)
+        v = np.zeros(shape, np.float32)
+        b1p, b2p = np.float32(b1), np.float32(0.999)
+        for _ in range(8):
+            g = (rng.normal(size=shape) * 10.0 ** rng.uniform(-6, 0, size=shape)).astype(np.float32)
+            p.grad = torch.from_numpy(g.copy())
+            opt.step()
+            theta, m, v = _tf_apply_adam_float32(theta, m, v, g, b1p, b2p, 2e-4, b1, 0.999, 1e-8)
+            b1p, b2p = np.float32(b1p * np.float32(b1)), np.float32(b2p * np.float32(0.999))
+            np.testing.assert_array_equal(opt.state[p]["exp_avg_sq"].numpy(), v)
+            np.testing.assert_array_equal(opt.state[p]["exp_avg"].numpy(), m)
+            np.testing.assert_array_equal(p.detach().numpy(), theta)
+
+
+def test_tf_adam_float64_constant_would_differ():
+    """The check above has teeth: v updated with the float64 1 − β2 differs from TF's in float32."""
+    g = np.full(4, 3.0, np.float32)
+    tf_v = np.float32(np.float32(g * g) * (np.float32(1) - np.float32(0.999)))
+    f64_v = np.float32(np.float32(g * g) * np.float32(1.0 - 0.999))
+    assert not np.array_equal(tf_v, f64_v)
+
+
 def test_tf_adam_differs_from_torch_adam_where_epsilon_matters():
     """With tiny gradients the two ε placements give different first steps (TF's ε damps more)."""
     grads = torch.full((3,), 1e-9)

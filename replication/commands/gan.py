@@ -21,7 +21,7 @@ from replication.gan.config import list_gan_presets, load_gan_config
 from replication.gan.curve import FIGURE, gan_curve
 from replication.gan.quality_step import DEFAULT_N, gan_quality, quality_path
 from replication.gan.run import sample_gan, train_gan
-from replication.vocabulary import GENERATORS
+from replication.vocabulary import GAN_ARCHS
 
 
 @click.group(name="gan")
@@ -30,7 +30,7 @@ def command() -> None:
 
 
 @command.command("train")
-@click.option("--arch", type=click.Choice(GENERATORS), default=None, help="GAN (required unless --preset sets it).")
+@click.option("--arch", type=click.Choice(GAN_ARCHS), default=None, help="GAN (required unless --preset sets it).")
 @click.option("--preset", type=click.Choice(list_gan_presets()), default=None,
               help="Start from a named preset (paper-*: 64x64 width 64, 1,000 epochs; embedded-*: 32x32 width 32).")
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Training shard set (real images).")

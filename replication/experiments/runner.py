@@ -97,6 +97,12 @@ def _preset_source(preset: PresetSpec, spec: ExperimentSpec) -> str:
     return p
 
 
+def generator_labels(spec: ExperimentSpec) -> dict[str, str]:
+    """Generator key → the report's name of the GAN its preset trains (e.g. ``dcgan`` → ``DCGAN (PyTorch peer)``)."""
+    return {g: F.generator_label(F.resolve_gan(g, _preset_source(spec.gan[g], spec), spec.gan[g].overrides,
+                                                spec.path)) for g in spec.generators}
+
+
 def _check_data_root(spec: ExperimentSpec, data_root: Path | None) -> Path | None:
     if spec.dataset.source == "digits-mosaic":
         return None
@@ -410,4 +416,5 @@ def run_experiment(spec: ExperimentSpec, *, runs: str | Path = "runs", data_root
     return ExperimentResult(plan, records)
 
 
-__all__ = ["Plan", "ExperimentResult", "plan_experiment", "run_experiment", "train_schedule"]
+__all__ = ["Plan", "ExperimentResult", "generator_labels", "plan_experiment", "run_experiment",
+           "train_schedule"]

@@ -56,7 +56,7 @@ from replication.report.gallery import draw_gallery
 from replication.training.checkpoint import MODEL
 from replication.training.config import DEFAULT_INPUT_NORM, TrainConfig, load_train_config
 from replication.training.loop import train
-from replication.vocabulary import TOP3_PREFIX
+from replication.vocabulary import ARCH_LABELS, PEER_OF, TOP3_PREFIX
 
 log = logging.getLogger(__name__)
 DATA = "data"
@@ -192,12 +192,28 @@ LABELS = "labels.h5"
 
 
 def resolve_gan(arch: str, source: str, overrides: Sequence[str], where: Path) -> GanTrainConfig:
-    """The GAN config of ``arch`` from a preset + overrides (ConfigError naming the spec)."""
+    """The GAN config of generator ``arch`` (a spec's ``gan`` key) from a preset + overrides (ConfigError naming
+    the spec).
+
+    The preset's own architecture is kept when it is a peer that realises ``arch``
+    (:data:`~replication.vocabulary.PEER_OF`: ``torch-dcgan`` for ``dcgan``, the demo's generator); a peer
+    preset under another key is an error; any other preset architecture becomes ``arch`` (the key decides
+    between the paper's two ports, so one preset serves both).
+    """
     try:
-        cfg = load_gan_config(source, [f"arch={arch}", *overrides])
+        cfg = load_gan_config(source, list(overrides))
+        if cfg.arch in PEER_OF and PEER_OF[cfg.arch] != arch:
+            raise ConfigError(f"arch {cfg.arch} realises {PEER_OF[cfg.arch]}, not {arch}")
+        if cfg.arch != arch and PEER_OF.get(cfg.arch) != arch:
+            cfg = load_gan_config(source, [f"arch={arch}", *overrides])
     except ConfigError as e:
         raise ConfigError(f"{where}: gan preset for {arch}: {e}") from None
     return cfg
+
+
+def generator_label(cfg: GanTrainConfig) -> str:
+    """The report's name of the generator that ``cfg`` trains (``DCGAN (PyTorch peer)`` for the peer)."""
+    return ARCH_LABELS[cfg.arch]
 
 
 GAN_RUN = "run"

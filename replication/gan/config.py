@@ -20,7 +20,7 @@ from typing import Any
 from gan_tf_port.train import COMPILE_MODES
 from replication import config as C
 from replication.errors import ConfigError
-from replication.vocabulary import GENERATORS
+from replication.vocabulary import GAN_ARCHS
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets" / "gan"
 KIND = "GAN config"
@@ -66,7 +66,7 @@ class GanTrainConfig:
 
     def validate(self) -> GanTrainConfig:
         """Check choices and ranges; :class:`ConfigError` naming the key otherwise."""
-        for key, allowed in (("arch", GENERATORS), ("resize", RESIZE_MODES), ("adam", ADAM_MODES),
+        for key, allowed in (("arch", GAN_ARCHS), ("resize", RESIZE_MODES), ("adam", ADAM_MODES),
                              ("compile", COMPILE_MODES)):
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{KIND} key {key!r}: {getattr(self, key)!r} is not one of {', '.join(allowed)}")

@@ -41,9 +41,11 @@ from replication.data.shards import SOURCE_GENERATED, ShardSet, ShardWriter, is_
 from replication.errors import ConfigError, ReplicationError, ShardError
 from replication.gan.config import GanTrainConfig
 from replication.gan.images import ShardGanImages, load_gan_images, minmax_stretch, save_real_grid
+from replication.gan.torch_dcgan import SIZE as PEER_SIZE
+from replication.gan.torch_dcgan import peer_generator_from_checkpoint, train_peer_run
 from replication.io_utils import atomic_write_json, atomic_write_text, check_output_path
 from replication.locking import output_lock
-from replication.vocabulary import DIGIT_DATASETS
+from replication.vocabulary import DIGIT_DATASETS, PEER_DCGAN
 
 log = logging.getLogger(__name__)
 
@@ -171,21 +173,39 @@ def _train_locked(cfg: GanTrainConfig, resolved: dict, source: dict, shards: Sha
     if _check_run_dir(out, resolved, source, resume):
         log.info("%s: already done", out)
         return out
+    if cfg.arch == PEER_DCGAN and resume and (out / CHECKPOINT).exists():  # before anything is rewritten
+        raise ConfigError(f"{out}: {PEER_DCGAN} runs cannot be resumed; train again into an empty --out")
     _write_run_dir(out, resolved, source)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     images = _images(cfg, len(shards))
     if env_world()[0] == 0:
-        save_real_grid(images, out / "samples" / REAL_GRID, FIXED_SAMPLES[cfg.arch])
-    _run_trainer(cfg, resolved["flip"], images, out, resume)
+        save_real_grid(images, out / "samples" / REAL_GRID, FIXED_SAMPLES.get(cfg.arch, 64))
+    if cfg.arch == PEER_DCGAN:
+        _run_peer(cfg, resolved["flip"], images, out)
+    else:
+        _run_trainer(cfg, resolved["flip"], images, out, resume)
     return out
+
+
+def _run_peer(cfg: GanTrainConfig, flip: bool, images: torch.Tensor | Dataset, out: Path) -> None:
+    """Train the peer PyTorch DCGAN (no resume: its runs are short); ``done`` when finished."""
+    if cfg.size != PEER_SIZE:
+        raise ConfigError(f"{PEER_DCGAN}: size must be {PEER_SIZE}, got {cfg.size}")
+    if not isinstance(images, torch.Tensor):
+        images = torch.stack([images[i] for i in range(len(images))])
+    epochs = cfg.epochs if cfg.epochs is not None else 25
+    if len(images) < cfg.batch:
+        raise ConfigError(f"{Path(cfg.data)}: {len(images)} images, fewer than one batch of {cfg.batch}")
+    iters = train_peer_run(images, out, width=cfg.width, batch=cfg.batch, epochs=epochs, seed=cfg.seed, flip=flip)
+    atomic_write_text(out / DONE, f"iteration {iters}\n")
 
 
 # ----------------------------------------------------------------------------------------- sample
 def _write_samples(g: torch.nn.Module, arch: str, n: int, out: Path, source: dict, extra: dict, *, seed: int,
                    batch: int, device: torch.device) -> np.ndarray:
     """Write ``n`` samples of ``g`` into the shard set ``out``; returns the first ones for the grid."""
-    grid_n = FIXED_SAMPLES[arch]
+    grid_n = FIXED_SAMPLES.get(arch, 64)
     grid_parts: list[np.ndarray] = []
     with ShardWriter(out, dataset=source.get("dataset", ""), split=f"generated-{arch}",
                      class_names=source["class_names"], encoding="png", label_kind="none", extra=extra) as w:
@@ -232,6 +252,10 @@ def _from_checkpoint(load: Callable[..., Any], ckpt_path: Path, **kw: Any) -> An
 
 def load_run_generator(ckpt_path: Path, device: torch.device | str = "cpu") -> torch.nn.Module:
     """The generator saved in ``ckpt_path``, in eval mode on ``device``; :class:`ShardError` naming the file."""
+    ckpt = _from_checkpoint(load_checkpoint, ckpt_path)  # CRC-checked, weights only
+    if ckpt["model"].get("arch") == PEER_DCGAN:
+        return _from_checkpoint(lambda p, **kw: peer_generator_from_checkpoint(ckpt, p, **kw), ckpt_path,
+                                device=device)
     return _from_checkpoint(load_generator, ckpt_path, device=device)
 
 

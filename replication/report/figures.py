@@ -83,7 +83,7 @@ def lambda_series(table: Table) -> tuple[dict[str, tuple[list[float], list[float
     series = {}
     for key in sorted(weighted, key=lambda k: (k[1], k[0])):
         lams = sorted(points[key])
-        series[row_label(f"{key[0]}/{key[1]}")] = (
+        series[row_label(f"{key[0]}/{key[1]}", table.gen_labels)] = (
             lams, [points[key][x].ours for x in lams], [points[key][x].std or 0.0 for x in lams])
     return series, baseline
 

@@ -154,15 +154,18 @@ def quality_cell(record: Mapping, path: tuple[str, ...], fmt: str) -> str:
 
 
 def format_quality(spec: ExperimentSpec, quality: Mapping[str, Mapping],
-                   replicates: Mapping[str, Mapping[int, Mapping]] | None = None) -> str:
+                   replicates: Mapping[str, Mapping[int, Mapping]] | None = None,
+                   gen_labels: Mapping[str, str] | None = None) -> str:
     """The Markdown table of the GANs' sample quality (one row per generator with a finished quality step).
 
     With ``replicates`` (generator → chain → record) holding several chains of a generator: one row per
-    replicate's GAN and a row with the mean ± std over them (:func:`quality_summary`).
+    replicate's GAN and a row with the mean ± std over them (:func:`quality_summary`). ``gen_labels``
+    (generator → name) overrides the paper's GAN names (the peer PyTorch DCGAN is named as such).
     """
     if not quality:
         return ""
     replicates = replicates or {}
+    names = {**GEN_LABELS, **(gen_labels or {})}
     heads = ["Generator", "GAN iterations", "Samples / real"] + [h for h, _, _ in QUALITY_COLUMNS]
     out = [md_row(heads), "|---|" + "---:|" * (len(heads) - 1)]
     for g in spec.generators:
@@ -171,11 +174,11 @@ def format_quality(spec: ExperimentSpec, quality: Mapping[str, Mapping],
             continue
         reps = replicates.get(g, {})
         if len(reps) < 2:
-            out.append(md_row(_quality_cells(GEN_LABELS.get(g, g), rec)))
+            out.append(md_row(_quality_cells(names.get(g, g), rec)))
             continue
         for seed, r in sorted(reps.items()):
-            out.append(md_row(_quality_cells(f"{GEN_LABELS.get(g, g)}, replicate {seed}", r)))
-        out.append(md_row([f"**{GEN_LABELS.get(g, g)}, mean ± std ({len(reps)} GANs)**", DASH, DASH]
+            out.append(md_row(_quality_cells(f"{names.get(g, g)}, replicate {seed}", r)))
+        out.append(md_row([f"**{names.get(g, g)}, mean ± std ({len(reps)} GANs)**", DASH, DASH]
                           + quality_summary(list(reps.values()))))
     return "\n".join(out) + "\n"
 
@@ -246,14 +249,14 @@ def format_report(table: Table, report: Report | None = None, figures: Mapping[s
     out = [format_markdown(table).rstrip("\n")]
     if report is not None and report.quality:
         out += ["", "## GAN sample quality", "", QUALITY_LEGEND, "",
-                format_quality(spec, report.quality, report.quality_replicates).rstrip("\n")]
+                format_quality(spec, report.quality, report.quality_replicates, table.gen_labels).rstrip("\n")]
     grids = [g for g in spec.generators if ("real", g) in images or ("samples", g) in images]
     if grids:
         out += ["", "## Generated images beside real ones", "",
                 "Left: real training images (what the GAN imitates); right: the GAN's first samples from the "
                 "set the rows train on.", "", "| Generator | Real training images | Samples |", "|---|---|---|"]
         for g in grids:
-            name = GEN_LABELS.get(g, g)
+            name = {**GEN_LABELS, **(table.gen_labels or {})}.get(g, g)
             real = _image(f"real training images ({name})", images[("real", g)]) if ("real", g) in images else DASH
             fake = _image(f"{name} samples", images[("samples", g)]) if ("samples", g) in images else DASH
             out.append(f"| {name} | {real} | {fake} |")
@@ -262,8 +265,9 @@ def format_report(table: Table, report: Report | None = None, figures: Mapping[s
         out += ["", "## SPL-label galleries", "",
                 "Generated images with the soft labels the rows train on (the SPL label from the baseline's "
                 "confidences, and the uniform smooth label)."]
+        sources = {**SOURCE_LABELS, **(table.gen_labels or {})}
         for src in galleries:
-            out += ["", f"### {SOURCE_LABELS.get(src, src)}", "",
+            out += ["", f"### {sources.get(src, src)}", "",
                     _image(f"{src} gallery", images[("gallery", src)])]
     if "delta" in figures:
         out += ["", f"## Δ {DELTA_METRIC} per row", "",

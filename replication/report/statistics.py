@@ -195,7 +195,8 @@ class ClaimGroup:
     parts: tuple[Claim, ...]
 
 
-def paper_claims(generators: Sequence[str] = GENERATORS) -> tuple[ClaimSpec, ...]:
+def paper_claims(generators: Sequence[str] = GENERATORS,
+                 gen_labels: Mapping[str, str] | None = None) -> tuple[ClaimSpec, ...]:
     """The paper's ordering SPL ≥ smooth > baseline > pseudo and random, one set per generator.
 
     Per generator g: SPL vs smooth, smooth vs baseline, baseline vs pseudo, baseline vs random and
@@ -203,7 +204,7 @@ def paper_claims(generators: Sequence[str] = GENERATORS) -> tuple[ClaimSpec, ...
     """
     out = []
     for g in generators:
-        gen = GEN_LABELS.get(g, g)
+        gen = {**GEN_LABELS, **(gen_labels or {})}.get(g, g)
         out += [
             ClaimSpec(f"SPL ≥ smooth labeling ({gen})", f"spl/{g}", f"smooth/{g}"),
             ClaimSpec(f"smooth labeling > baseline ({gen})", f"smooth/{g}", BASELINE),
@@ -252,16 +253,18 @@ def group_status(parts: Sequence[Claim]) -> str:
 
 
 def evaluate_claims(values: Mapping[str, Mapping[int, float]], rows: Sequence[str],
-                    generators: Sequence[str] = GENERATORS) -> tuple[tuple[Claim, ...], ClaimGroup]:
+                    generators: Sequence[str] = GENERATORS, gen_labels: Mapping[str, str] | None = None,
+                    ) -> tuple[tuple[Claim, ...], ClaimGroup]:
     """Every claim of :func:`paper_claims` tested on ``values``, and the group "SPL beats the baseline with both GANs".
 
-    ``values`` maps row → seed → metric (mAP in the tables); ``rows`` are the spec's rows.
+    ``values`` maps row → seed → metric (mAP in the tables); ``rows`` are the spec's rows; ``gen_labels``
+    (generator → name, e.g. ``DCGAN (PyTorch peer)``) overrides the paper's GAN names in the text.
     """
-    specs = paper_claims(generators)
+    specs = paper_claims(generators, gen_labels)
     claims = tuple(check_claim(c, values, rows) for c in specs)
     spl_parts = tuple(c for spec, c in zip(specs, claims, strict=True)
                       if spec.better.startswith("spl/") and spec.worse == BASELINE)
-    names = " and ".join(GEN_LABELS.get(g, g) for g in generators)
+    names = " and ".join({**GEN_LABELS, **(gen_labels or {})}.get(g, g) for g in generators)
     group = ClaimGroup(f"SPL beats the baseline with both GANs ({names})", group_status(spl_parts), spl_parts)
     return claims, group
 
@@ -360,8 +363,8 @@ def control_comparisons(rows: Sequence[str], *, iteration_schedule: bool = False
     return out
 
 
-def _row_name(row: str, iteration_schedule: bool = False) -> str:
-    return "baseline" if row == BASELINE else row_label(row, iteration_schedule=iteration_schedule)
+def _row_name(row: str, gen_labels: Mapping[str, str] | None = None, iteration_schedule: bool = False) -> str:
+    return "baseline" if row == BASELINE else row_label(row, gen_labels, iteration_schedule=iteration_schedule)
 
 
 #: The controls paragraph's sentence on ``baseline/iters`` under ``schedule: iterations``.
@@ -370,8 +373,8 @@ PLATEAU_NOTE = ("Every row trains the same number of iterations; `baseline/iters
                 "plateau, so the other rows' differences are not a matter of too few iterations.")
 
 
-def control_paragraph(values: Mapping[str, Mapping[int, float]], rows: Sequence[str], metric: str = "mAP", *,
-                      iteration_schedule: bool = False) -> str:
+def control_paragraph(values: Mapping[str, Mapping[int, float]], rows: Sequence[str], metric: str = "mAP",
+                      gen_labels: Mapping[str, str] | None = None, *, iteration_schedule: bool = False) -> str:
     """A Markdown section with one sentence per comparison of :func:`control_comparisons`; "" without control rows.
 
     Each sentence: the two rows, what the difference tests, the paired Δ (A − B) with its 95% CI
@@ -388,7 +391,8 @@ def control_paragraph(values: Mapping[str, Mapping[int, float]], rows: Sequence[
              f"and the verdict: better if the interval lies above 0, worse if below, no detectable difference if it "
              f"contains 0.{plateau}", ""]
     for a, b, what in comparisons:
-        head = f"- {_row_name(a, iteration_schedule)} − {_row_name(b, iteration_schedule)} ({what})"
+        names = _row_name(a, gen_labels, iteration_schedule), _row_name(b, gen_labels, iteration_schedule)
+        head = f"- {names[0]} − {names[1]} ({what})"
         missing = [r for r in (a, b) if not values.get(r)]
         diff = None if missing else paired_difference(values[a], values[b])
         if missing:
@@ -437,7 +441,8 @@ def ceiling_share(gan: Mapping[int, float], real: Mapping[int, float], baseline:
     return math.fsum(gan[s] - baseline[s] for s in seeds) / len(seeds) / ceiling
 
 
-def ceiling_paragraph(values: Mapping[str, Mapping[int, float]], rows: Sequence[str], metric: str = "mAP") -> str:
+def ceiling_paragraph(values: Mapping[str, Mapping[int, float]], rows: Sequence[str], metric: str = "mAP",
+                      gen_labels: Mapping[str, str] | None = None) -> str:
     """A Markdown section with one line per comparison of :func:`ceiling_comparisons`; "" without ``real`` rows.
 
     Each line: the paired Δ (A − B) with its 95% CI and verdict; a GAN row's line also gives the share
@@ -454,7 +459,7 @@ def ceiling_paragraph(values: Mapping[str, Mapping[int, float]], rows: Sequence[
              f"and the verdict.", ""]
     base = values.get(BASELINE, {})
     for a, b, what in comparisons:
-        head = f"- {_row_name(a)} − {_row_name(b)} ({what})"
+        head = f"- {_row_name(a, gen_labels)} − {_row_name(b, gen_labels)} ({what})"
         missing = [r for r in (a, b) if not values.get(r)]
         diff = None if missing else paired_difference(values[a], values[b])
         if missing:

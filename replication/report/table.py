@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from replication.errors import ConfigError
-from replication.experiments.runner import train_schedule
+from replication.experiments.runner import generator_labels, train_schedule
 from replication.experiments.spec import ExperimentSpec
 from replication.experiments.steps import recorded_digests_match
 from replication.report.paper_table import PaperTable, read_paper_table
@@ -156,6 +156,8 @@ class Table:
     ceiling: str = ""  # the real ceiling's section (:func:`replication.report.statistics.ceiling_paragraph`) or ""
     #: the spec trains with ``schedule: iterations``: ``baseline/iters`` is the plateau check (2× the budget)
     iteration_schedule: bool = False
+    #: generator → the name of the GAN its preset trains (:func:`replication.experiments.runner.generator_labels`)
+    gen_labels: Mapping[str, str] | None = None
 
     @property
     def has_controls(self) -> bool:
@@ -188,6 +190,7 @@ def build_table(spec: ExperimentSpec, results: Mapping[str, Mapping[int, Mapping
         rows.append(TableRow(lit, lit, 0, True, cells))
     values = metric_by_seed(results)
     base = values.get(BASELINE, {})
+    names = generator_labels(spec)  # the GAN each generator's preset trains (the peer is named as such)
     for row in spec.rows:
         seeds = results.get(row, {})
         control = parse_row_id(row).control
@@ -197,13 +200,13 @@ def build_table(spec: ExperimentSpec, results: Mapping[str, Mapping[int, Mapping
             mean, std = mean_std(vals) if vals else (None, None)
             cells.append(Cell(mean, std, None if control else paper.get(row, c)))
         delta = None if row == BASELINE else paired_difference(values.get(row, {}), base)
-        rows.append(TableRow(row, row_label(row, iteration_schedule=iters), len(seeds), False, tuple(cells), delta,
-                             control))
-    claims, group = evaluate_claims(values, spec.rows)
+        rows.append(TableRow(row, row_label(row, names, iteration_schedule=iters), len(seeds), False, tuple(cells),
+                             delta, control))
+    claims, group = evaluate_claims(values, spec.rows, gen_labels=names)
     has_map = DELTA_METRIC in spec.columns
-    controls = control_paragraph(values, spec.rows, DELTA_METRIC, iteration_schedule=iters) if has_map else ""
-    ceiling = ceiling_paragraph(values, spec.rows, DELTA_METRIC) if has_map else ""
-    return Table(spec, paper, tuple(rows), claims, group, controls, ceiling, iters)
+    controls = control_paragraph(values, spec.rows, DELTA_METRIC, names, iteration_schedule=iters) if has_map else ""
+    ceiling = ceiling_paragraph(values, spec.rows, DELTA_METRIC, names) if has_map else ""
+    return Table(spec, paper, tuple(rows), claims, group, controls, ceiling, iters, names)
 
 
 
