@@ -8,6 +8,7 @@ training-mode forward written out, and leave the generator's moving averages unt
 from __future__ import annotations
 
 import copy
+import io
 
 import numpy as np
 import torch
@@ -154,6 +155,15 @@ def test_peer_run_from_the_cli_trains_samples_and_is_measured_like_the_ports(tin
     res = CliRunner().invoke(cli, [*args, "--epochs", "2", "--resume"])
     assert res.exit_code == 1 and "cannot be resumed" in res.output
     assert (run / "done").exists()  # the refused resume left the finished run as it was
+    # killed between checkpoint.pt and done: a resume (the runner's retry) trains again, to the same bytes
+    first = (run / "checkpoint.pt").read_bytes()
+    (run / "done").unlink()
+    res = CliRunner().invoke(cli, [*args, "--resume"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert (run / "done").exists()
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["iteration"] == ckpt["iteration"]
+    assert _same_tensors(torch.load(run / "checkpoint.pt", weights_only=True), torch.load(io.BytesIO(first),
+                                                                                          weights_only=True))
 
 
 def test_peer_run_writes_through_io_utils_and_refuses_a_bit_flipped_checkpoint(tiny_digits, tmp_path, monkeypatch):
@@ -201,3 +211,12 @@ def test_peer_run_writes_through_io_utils_and_refuses_a_bit_flipped_checkpoint(t
     lines = res.output.strip().splitlines()
     assert res.exit_code != 0 and len(lines) == 1 and str(ckpt) in lines[0] and "CRC" in lines[0], res.output
     assert not (tmp_path / "s").exists()
+
+
+def _same_tensors(a, b) -> bool:
+    """Whether two nested checkpoint dicts hold equal values (tensors compared exactly)."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_tensors(a[k], b[k]) for k in a)
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    return a == b

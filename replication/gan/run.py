@@ -174,7 +174,11 @@ def _train_locked(cfg: GanTrainConfig, resolved: dict, source: dict, shards: Sha
         log.info("%s: already done", out)
         return out
     if cfg.arch == PEER_DCGAN and resume and (out / CHECKPOINT).exists():  # before anything is rewritten
-        raise ConfigError(f"{out}: {PEER_DCGAN} runs cannot be resumed; train again into an empty --out")
+        if (out / DONE).exists():
+            raise ConfigError(f"{out}: {PEER_DCGAN} runs cannot be resumed; train again into an empty --out")
+        # killed between its checkpoint and its done marker: the peer keeps no optimizer state, so a retry
+        # (the experiment runner's resume) trains again from the start; the run is seeded, the result the same
+        (out / CHECKPOINT).unlink()
     _write_run_dir(out, resolved, source)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
