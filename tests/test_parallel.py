@@ -8,6 +8,9 @@ directories. Two steps prove they ran concurrently by each waiting for the other
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -271,3 +274,44 @@ def test_results_helper_sees_a_changed_array(tmp_path):
         (d / "metrics.json").write_text(json.dumps({"mAP": 1.0}))
     x, y = _results(tmp_path / "x"), _results(tmp_path / "y")
     assert [k for k in x if x[k] != y[k]] == ["train-1/preds.npz", "train-1/preds.npz:logits.npy"]
+
+
+WORKER_SCRIPT = """
+import multiprocessing, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from replication.experiments.parallel import _init_worker
+
+if __name__ == "__main__":
+    ex = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                             initargs=(1, os.getpid()))
+    print(ex.submit(os.getpid).result(), flush=True)
+    ex.submit(time.sleep, 120)  # a long step, running when the runner is killed
+    time.sleep(1)
+    os.kill(os.getpid(), 9)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_workers_die_with_a_killed_runner(tmp_path):
+    """A SIGKILLed runner must not leave a worker running a step (and holding its lock) for the next attempt:
+    without ``die_with_parent`` the worker below sleeps on for two minutes."""
+    script = tmp_path / "runner.py"
+    script.write_text(WORKER_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=REPO,
+                          env=env)
+    assert proc.returncode == -9, proc.stderr
+    worker = int(proc.stdout.split()[0])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _alive(worker):
+        time.sleep(0.1)
+    assert not _alive(worker)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, reaped by init later, counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

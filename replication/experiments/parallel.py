@@ -8,12 +8,17 @@ resolved configs) and run by :func:`~replication.experiments.steps.run_pickled`:
 ``done`` last, and its own fixed torch thread count (``Step.threads``), as in the serial runner.
 
 Each worker's OpenMP and Numba pools are capped at the steps' thread count before torch or numba
-load, so N workers × T threads is what runs (2 jobs × 1 thread on 2 cores).
+load, so N workers × T threads is what runs (2 jobs × 1 thread on 2 cores). On Linux each worker also
+dies with the runner (``PR_SET_PDEATHSIG``): a killed ``spl experiment run`` leaves no worker running a
+step and holding its lock when the same command is started again (issue #21).
 """
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -28,8 +33,21 @@ from replication.experiments.steps import Step, run_pickled
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
-def _init_worker(threads: int) -> None:
-    """Worker start: cap the thread pools before the first step imports torch or numba."""
+#: prctl(2) option: the signal this process gets when its parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """Linux: SIGKILL this process when ``parent`` (the runner that started it) dies; exit now if it already has."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the runner died before prctl took effect
+        os._exit(1)
+
+
+def _init_worker(threads: int, parent: int) -> None:
+    """Worker start: die with the runner; cap the thread pools before the first step imports torch or numba."""
+    die_with_parent(parent)
     for var in THREAD_ENV:
         os.environ[var] = str(threads)
 
@@ -55,7 +73,7 @@ def process_pool(jobs: int, threads: int) -> Iterator[ProcessStepPool]:
     if jobs < 1:
         raise ConfigError(f"--jobs must be ≥ 1, got {jobs}")
     executor = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(threads,))
+                                   initializer=_init_worker, initargs=(threads, os.getpid()))
     try:
         yield ProcessStepPool(executor)
     finally:
