@@ -147,6 +147,8 @@ OLD_GAN_PRESETS = {
     # 3 → 2 and 6 → 10 epochs; everything else as it was
     "embedded-dcgan": {"arch": "dcgan", "size": 32, "width": 32, "batch": 16, "epochs": 2},
     "embedded-wgan-gp": {"arch": "wgan-gp", "size": 32, "width": 32, "batch": 16, "epochs": 10},
+    # issue #19: the demo's generator, the peer PyTorch DCGAN, chosen by written criteria (docs/experiments.md)
+    "demo-torch-dcgan": {"arch": "torch-dcgan", "size": 32, "width": 32, "batch": 16, "epochs": 125},
 }
 
 

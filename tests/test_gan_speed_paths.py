@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from torch import nn
 
 from gan_tf_port.losses import gradient_penalty
-from gan_tf_port.optim import TFAdam
+from gan_tf_port.optim import TFAdam, tf_constants
 from replication.benchmarks import gan as gan_bench
 from replication.cli import cli as cli_main
 
@@ -54,16 +54,17 @@ def _reference_tf_adam_step(opt: TFAdam) -> None:
             vs.append(state["exp_avg_sq"])
         if not params:
             continue
+        c1, c2, eps = tf_constants(b1, b2, group["eps"], params[0].dtype)  # TF's constants in the variable's dtype
         with torch.no_grad():
             dm = torch._foreach_sub(grads, ms)
-            torch._foreach_mul_(dm, 1.0 - b1)
+            torch._foreach_mul_(dm, c1)
             torch._foreach_add_(ms, dm)
             dv = torch._foreach_mul(grads, grads)
             torch._foreach_sub_(dv, vs)
-            torch._foreach_mul_(dv, 1.0 - b2)
+            torch._foreach_mul_(dv, c2)
             torch._foreach_add_(vs, dv)
             denom = torch._foreach_sqrt(vs)
-            torch._foreach_add_(denom, group["eps"])
+            torch._foreach_add_(denom, eps)
             upd = torch._foreach_mul(ms, lr_t)
             torch._foreach_div_(upd, denom)
             torch._foreach_sub_(params, upd)
