@@ -392,16 +392,21 @@ def control_paragraph(values: Mapping[str, Mapping[int, float]], rows: Sequence[
              f"contains 0.{plateau}", ""]
     for a, b, what in comparisons:
         names = _row_name(a, gen_labels, iteration_schedule), _row_name(b, gen_labels, iteration_schedule)
-        head = f"- {names[0]} − {names[1]} ({what})"
-        missing = [r for r in (a, b) if not values.get(r)]
-        diff = None if missing else paired_difference(values[a], values[b])
-        if missing:
-            lines.append(f"{head}: no results for {', '.join(missing)}.")
-        elif diff is None:
-            lines.append(f"{head}: the two rows share no seed.")
-        else:
-            lines.append(f"{head}: {describe_diff(diff, metric)} → **{diff.verdict}**.")
+        text, _ = _comparison_line(f"- {names[0]} − {names[1]} ({what})", values, a, b, metric)
+        lines.append(text + ".")
     return "\n".join(lines) + "\n"
+
+
+def _comparison_line(head: str, values: Mapping[str, Mapping[int, float]], a: str, b: str,
+                     metric: str) -> tuple[str, PairedDiff | None]:
+    """``head`` followed by the paired Δ (a − b) and its verdict, or why there is none; and the difference."""
+    missing = [r for r in (a, b) if not values.get(r)]
+    if missing:
+        return f"{head}: no results for {', '.join(missing)}", None
+    diff = paired_difference(values[a], values[b])
+    if diff is None:
+        return f"{head}: the two rows share no seed", None
+    return f"{head}: {describe_diff(diff, metric)} → **{diff.verdict}**", diff
 
 
 # ------------------------------------------------------------------------------------ the real ceiling (issue #19)
@@ -459,19 +464,12 @@ def ceiling_paragraph(values: Mapping[str, Mapping[int, float]], rows: Sequence[
              f"and the verdict.", ""]
     base = values.get(BASELINE, {})
     for a, b, what in comparisons:
-        head = f"- {_row_name(a, gen_labels)} − {_row_name(b, gen_labels)} ({what})"
-        missing = [r for r in (a, b) if not values.get(r)]
-        diff = None if missing else paired_difference(values[a], values[b])
-        if missing:
-            lines.append(f"{head}: no results for {', '.join(missing)}.")
-        elif diff is None:
-            lines.append(f"{head}: the two rows share no seed.")
-        else:
-            text = f"{head}: {describe_diff(diff, metric)} → **{diff.verdict}**"
-            share = ceiling_share(values[a], values[b], base) if b != BASELINE else None
-            if share is not None:
-                text += f"; the GAN row reaches {share:.0%} of the ceiling's mean gain over the baseline"
-            lines.append(text + ".")
+        text, diff = _comparison_line(f"- {_row_name(a, gen_labels)} − {_row_name(b, gen_labels)} ({what})",
+                                      values, a, b, metric)
+        share = ceiling_share(values[a], values[b], base) if diff is not None and b != BASELINE else None
+        if share is not None:
+            text += f"; the GAN row reaches {share:.0%} of the ceiling's mean gain over the baseline"
+        lines.append(text + ".")
     return "\n".join(lines) + "\n"
 
 
