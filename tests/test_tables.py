@@ -105,7 +105,9 @@ def test_shipped_specs_load(name):
         assert spec.generators == ("dcgan",)
     else:
         assert set(paper_rows) <= set(spec.rows) and spec.generators == ("dcgan", "wgan-gp")
-        assert len(spec.rows) == (9 if name != "demo-full" else 15)
+        assert len(spec.rows) == (9 if name != "demo-full" else 16)
+        if name == "demo-full":  # everything in the demo: its ceiling and controls, plus WGAN-GP and the λ rows
+            assert {"spl/real", "smooth/shuffled", "baseline/iters"} <= set(spec.rows)
     assert spec.metrics.convention == "srn"
     expected_top3 = {"table1": "pure", "table2": "pure", "table3": "thresholded", "demo": "thresholded",
                      "demo-full": "thresholded"}[name]
