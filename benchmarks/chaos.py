@@ -1,7 +1,7 @@
 """Chaos run (issue #21): ``spl experiment run`` killed with SIGKILL at random instants, restarted each time,
 then let finish; its metrics and rendered table must equal those of an uninterrupted run, byte for byte.
 
-    python benchmarks/chaos.py SPEC --work DIR [--kills 20] [--seed 0] [--exec] [--seeds 1] [--set K=V ...]
+    python benchmarks/chaos.py SPEC --work DIR [--kills 20] [--seed 0] [--exec] [--seeds 1] [--jobs 1] [--set K=V ...]
                                [--reference RUNS]
 
 1. Reference: the spec runs uninterrupted into ``DIR/reference/runs`` (its wall time ``D`` is measured)
@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--seeds", type=int, default=1, help="--seeds of spl experiment run.")
+    ap.add_argument("--jobs", type=int, default=1, help="--jobs of spl experiment run (its workers die with it).")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--exec", dest="use_exec", action="store_true", help="A fresh spl process per attempt.")
     ap.add_argument("--reference", type=Path, default=None,
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     name = __import__("yaml").safe_load(a.spec.read_text())["name"]
     shutil.rmtree(a.work, ignore_errors=True)
     a.work.mkdir(parents=True)
-    run_args = ["experiment", "run", str(a.spec), "--no-progress", "--seeds", str(a.seeds),
+    run_args = ["experiment", "run", str(a.spec), "--no-progress", "--seeds", str(a.seeds), "--jobs", str(a.jobs),
                 *[x for s in a.sets for x in ("--set", s)]]
 
     ref = a.work / "reference"
