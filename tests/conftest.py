@@ -52,3 +52,22 @@ def tiny_digits(tmp_path_factory):
     train = build_shards("digits-mosaic", split="train", out=root / "train", tiny=True, seed=0)
     test = build_shards("digits-mosaic", split="test", out=root / "test", tiny=True, seed=0)
     return train, test
+
+
+@pytest.fixture(scope="session")
+def generated_set(tiny_digits, tmp_path_factory):
+    """48 'generated' images (the tiny test canvases re-stored as unlabeled, source = generated) and a smooth
+    label file for them: (shard folder, label file)."""
+    import numpy as np
+
+    from replication.data.labelfile import write_label_file
+    from replication.data.shards import SOURCE_GENERATED, ShardSet, ShardWriter
+
+    root = tmp_path_factory.mktemp("gen")
+    test = ShardSet(tiny_digits[1])
+    with ShardWriter(root / "gen", dataset="digits-mosaic", split="generated", class_names=test.class_names,
+                     encoding="png", label_kind="none") as w:
+        for i in range(48):
+            w.add(test[i].image, label=None, key=f"gen-{i:05d}", source=SOURCE_GENERATED)
+    write_label_file(root / "smooth.h5", np.full((48, 10), 0.1, np.float32), ShardSet(root / "gen"), rule="smooth")
+    return root / "gen", root / "smooth.h5"

@@ -13,14 +13,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
 
 import replication.training.loop as loop
-from replication.data.labelfile import write_label_file
-from replication.data.shards import SOURCE_GENERATED, ShardSet, ShardWriter
 from replication.errors import ConfigError
 from replication.experiments.runner import plan_experiment
 from replication.experiments.spec import spec_from_dict
@@ -43,17 +40,10 @@ def iter_cfg(tiny_digits, *extra: str) -> TrainConfig:
 
 
 @pytest.fixture(scope="module")
-def generated_set(tiny_digits, tmp_path_factory):
-    """48 'generated' images (test canvases stored as unlabeled, source = generated) + a smooth label file."""
-    root = tmp_path_factory.mktemp("gen")
-    test = ShardSet(tiny_digits[1])
-    with ShardWriter(root / "gen", dataset="digits-mosaic", split="generated", class_names=test.class_names,
-                     encoding="png", label_kind="none") as w:
-        for i in range(48):
-            w.add(test[i].image, label=None, key=f"gen-{i:05d}", source=SOURCE_GENERATED)
-    gen = ShardSet(root / "gen")
-    write_label_file(root / "smooth.h5", np.full((48, 10), 0.1, np.float32), gen, rule="smooth")
-    return [f"data.generated={root / 'gen'}", f"data.label_file={root / 'smooth.h5'}", "data.generated_weight=0.25"]
+def generated_overrides(generated_set):
+    """The shared 48 generated images with smooth labels (tests/conftest.py), as train-config overrides."""
+    gen, labels = generated_set
+    return [f"data.generated={gen}", f"data.label_file={labels}", "data.generated_weight=0.25"]
 
 
 # -- the mix and the sampler --------------------------------------------------------------------------
@@ -134,7 +124,7 @@ def _history(run: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_digits, generated_set, tmp_path_factory):
+def runs(tiny_digits, generated_overrides, tmp_path_factory):
     """Uninterrupted tiny runs: real only, and with the 48 generated images (every batch's weights recorded)."""
     out = tmp_path_factory.mktemp("iter")
     batches = []
@@ -148,7 +138,7 @@ def runs(tiny_digits, generated_set, tmp_path_factory):
         mp.setattr(loop, "compute_loss", recording)
         train(iter_cfg(tiny_digits), out / "baseline")
         n_base = len(batches)
-        train(iter_cfg(tiny_digits, *generated_set), out / "row")
+        train(iter_cfg(tiny_digits, *generated_overrides), out / "row")
     return out, batches[:n_base], batches[n_base:]
 
 
@@ -174,12 +164,12 @@ def test_every_batch_holds_the_stated_mix(runs):
 
 
 @pytest.mark.parametrize("stop", [4, 8])   # mid-block before the milestone; past the milestone and a block end
-def test_resume_mid_run_is_bit_identical(runs, tiny_digits, generated_set, tmp_path, stop):
+def test_resume_mid_run_is_bit_identical(runs, tiny_digits, generated_overrides, tmp_path, stop):
     out, _, _ = runs
-    train(iter_cfg(tiny_digits, *generated_set, f"max_iters={stop}"), tmp_path)
+    train(iter_cfg(tiny_digits, *generated_overrides, f"max_iters={stop}"), tmp_path)
     ck = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert ck["global_step"] == stop and (ck["epoch"], ck["batch_in_epoch"]) == divmod(stop, 7)
-    train(iter_cfg(tiny_digits, *generated_set), tmp_path, resume=True)
+    train(iter_cfg(tiny_digits, *generated_overrides), tmp_path, resume=True)
     ref = torch.load(out / "row" / "model.pt", weights_only=False)["state_dict"]
     got = torch.load(tmp_path / "model.pt", weights_only=False)["state_dict"]
     assert ref.keys() == got.keys() and all(torch.equal(ref[k], got[k]) for k in ref)

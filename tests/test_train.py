@@ -10,8 +10,7 @@ import pytest
 import torch
 
 import replication.training.loop as loop
-from replication.data.labelfile import write_label_file
-from replication.data.shards import SOURCE_GENERATED, ShardSet, ShardWriter
+from replication.data.shards import ShardSet
 from replication.errors import ConfigError
 from replication.train import TrainConfig, TrainingError, TrainingInterrupted, load_train_config, train
 from replication.training.config import config_to_yaml, list_presets, resolve_input_norm
@@ -273,20 +272,6 @@ def test_non_finite_loss_names_the_iteration_and_keeps_the_last_good_checkpoint(
     ck = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert ck["global_step"] == 4
     assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.dtype.is_floating_point)
-
-
-@pytest.fixture(scope="module")
-def generated_set(tiny_digits, tmp_path_factory):
-    """48 'generated' images (test canvases re-stored as unlabeled, source=1) + a smooth label file."""
-    root = tmp_path_factory.mktemp("gen")
-    test = ShardSet(tiny_digits[1])
-    with ShardWriter(root / "gen", dataset="digits-mosaic", split="generated", class_names=test.class_names,
-                     encoding="png", label_kind="none") as w:
-        for i in range(48):
-            w.add(test[i].image, label=None, key=f"gen-{i:05d}", source=SOURCE_GENERATED)
-    gen = ShardSet(root / "gen")
-    write_label_file(root / "smooth.h5", np.full((48, 10), 0.1, np.float32), gen, rule="smooth")
-    return root / "gen", root / "smooth.h5"
 
 
 def test_training_with_generated_images_and_weight(tiny_digits, generated_set, tmp_path, monkeypatch):
