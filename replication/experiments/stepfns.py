@@ -17,7 +17,7 @@ directories. Outputs inside a run directory:
 * ``metrics-*/metrics.json`` — the table's metrics (percent) with the spec's name, fingerprint,
   row and seed, read by :mod:`replication.report.table`;
 * ``quality-*/quality.json`` — :func:`replication.gan.quality_step.gan_quality` of a GAN run measured with
-  the baseline's seed-0 training (FD, KID, precision, recall, label statistics); the GAN run itself
+  the baseline of the same replicate (FD, KID, precision, recall, label statistics); the GAN run itself
   is left untouched;
 * ``gallery-*/gallery.png``.
 
