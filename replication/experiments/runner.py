@@ -14,9 +14,10 @@ For a spec with rows R and generators G the plan is::
 
 The quality step (issue #13; docs/experiments.md#the-quality-step) measures each GAN's samples in the
 features of the model that labels them, the baseline of the same replicate (seed 0 with a shared GAN):
-FD, KID, precision, recall and label statistics of ``min(M, quality.n)`` samples (``samples(g)`` is an input only for M). It
-writes its own ``quality.json`` and leaves the GAN run untouched. Like the gallery it is a target of
-a full run only (not of ``--only``), and it adds steps without changing the key of any other.
+FD, KID, precision, recall and label statistics of ``min(M, quality.n)`` samples (``samples(g)`` is an
+input only for M). It writes its own ``quality.json`` and leaves the GAN run untouched. Like the gallery
+it is a target of a full run only (not of ``--only``), and it adds steps without changing the key of any
+other.
 
 Control rows (issue #13; docs/experiments.md#control-rows) reuse this chain: the source
 ``shuffled`` takes the place of a GAN, its ``samples(shuffled) ← shards(train)`` being M

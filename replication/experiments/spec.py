@@ -34,7 +34,8 @@ Decisions (docs/experiments.md):
 * **GAN quality** (optional ``quality`` section, issue #13; docs/experiments.md#the-quality-step): each
   GAN's samples are measured (:mod:`replication.gan.quality_step`) in the features of the baseline of the
   same replicate (seed 0 with a shared GAN), with ``n = min(M, quality.n)`` samples; absent means on
-  with the defaults, ``n: 0`` turns it off. It never enters the fingerprint: it measures, it does not change any row's numbers.
+  with the defaults, ``n: 0`` turns it off. It never enters the fingerprint: it measures, it does not
+  change any row's numbers.
 * **Pretraining** (optional ``pretrain`` section, issue #13; docs/experiments.md#pretraining): one
   classifier training on a source task (:data:`PRETRAIN_SOURCES`), shared by every classifier
   training of the table, which then fine-tunes from its ``model.pt`` with a new head. A spec
