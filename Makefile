@@ -41,15 +41,16 @@ demo-reproduce: $(STAMP)
 # Everything the demo leaves out for time: WGAN-GP rows and the λ sensitivity rows (shares the demo's cached steps).
 demo-full: $(STAMP)
 	$(BIN)/spl experiment run tables/specs/demo-full.yaml --runs $(RUNS) --seeds $(DEMO_SEEDS) --jobs $(DEMO_JOBS)
-	$(BIN)/spl tables render tables/specs/demo-full.yaml --runs $(RUNS)
+	$(BIN)/spl tables render tables/specs/demo-full.yaml --runs $(RUNS) --seeds $(DEMO_SEEDS)
 
-# The study beyond the paper (issue #13): Δ mAP of SPL and smooth vs the baseline against the labelled-set
-# size → tables/out/study.md, .csv, .png. STUDY_SEEDS (optional) overrides the spec's `seeds`.
+# The study beyond the paper (issues #13, #19): Δ mAP of SPL, smooth and the real ceiling vs the baseline against
+# the labelled-set size → tables/out/study.md, .csv, .png. STUDY_SEEDS (optional) overrides the spec's `seeds`.
 STUDY ?= tables/specs/study.yaml
+STUDY_JOBS ?= 2
 STUDY_SEEDS ?=
 .PHONY: study
 study: $(STAMP)
-	$(BIN)/spl study run $(STUDY) --runs $(RUNS) $(if $(STUDY_SEEDS),--seeds $(STUDY_SEEDS))
+	$(BIN)/spl study run $(STUDY) --runs $(RUNS) --jobs $(STUDY_JOBS) $(if $(STUDY_SEEDS),--seeds $(STUDY_SEEDS))
 	$(BIN)/spl study render $(STUDY) --runs $(RUNS)
 
 # pytest-xdist: TEST_WORKERS processes (2 = the 2 cores CI has); TEST_WORKERS=0 runs in one process.

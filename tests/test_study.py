@@ -200,7 +200,8 @@ def test_outputs_table_csv_and_figure(synthetic, tmp_path):
 
 def test_outputs_byte_for_byte_as_before_the_report_package(synthetic, tmp_path):
     """``tests/fixtures/study_golden/`` was written by the study's own formatters before they were replaced by
-    the table's (issue #23, at commit af6801d); the shared formats must give the same bytes."""
+    the table's (issue #23, at commit af6801d); the shared formats must give the same bytes. Since then the
+    page states what the GANs train on and the conditions (issue #19): those two lines were updated by hand."""
     study, runs = synthetic
     written = write_study(collect_study(study, runs), tmp_path / "out", plot=False)
     for k in ("md", "csv"):
@@ -357,6 +358,32 @@ def test_cli_render_and_errors(synthetic, tmp_path):
     res = CliRunner().invoke(cli, ["study", "run", str(bad), "--runs", str(tmp_path / "r")])
     assert res.exit_code == 1 and f"error: {bad}: seeds must be" in res.output
     assert not (tmp_path / "r").exists()
+
+
+def test_cli_run_hands_jobs_and_threads_to_every_size(tmp_path, monkeypatch):
+    """``spl study run --jobs 2 --threads-per-step 3``: every size runs with the same process pool and thread
+    count (the count is part of each step's key, so it must reach every size's plan)."""
+    from replication.cli import cli
+    from replication.experiments import study as study_mod
+    from replication.experiments.parallel import ProcessStepPool
+
+    calls = []
+
+    def fake_run(spec, **kw):
+        calls.append((spec.dataset.train_count, kw["threads"], kw["pool"], kw["seeds"]))
+        return study_mod.ExperimentResult(plan_experiment(spec, seeds=kw["seeds"], threads=kw["threads"]), [])
+
+    monkeypatch.setattr(study_mod, "run_experiment", fake_run)
+    path = _write_study(tmp_path, {"train_counts": [48, 96], "rows": ["smooth/shuffled"], "seeds": 2},
+                        base=_base_raw(rows=["baseline", "smooth/shuffled"]))
+    res = CliRunner().invoke(cli, ["study", "run", str(path), "--runs", str(tmp_path / "r"), "--jobs", "2",
+                                   "--threads-per-step", "3", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert [(n, t, s) for n, t, _, s in calls] == [(48, 3, 2), (96, 3, 2)]
+    assert isinstance(calls[0][2], ProcessStepPool) and calls[0][2] is calls[1][2]   # one pool for all sizes
+    calls.clear()
+    res = CliRunner().invoke(cli, ["study", "run", str(path), "--runs", str(tmp_path / "r"), "--no-progress"])
+    assert res.exit_code == 0 and [(t, p) for _, t, p, _ in calls] == [(1, None), (1, None)]
 
 
 # ------------------------------------------------------------------------------------ end to end

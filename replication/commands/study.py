@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
 
+from replication.experiments.parallel import process_pool
+from replication.experiments.steps import DEFAULT_THREADS
 from replication.experiments.study import load_study, run_study
 from replication.report.study import conclusion, format_study_markdown, render_study
 
@@ -22,11 +25,19 @@ def command() -> None:
 @click.option("--seeds", type=int, default=None, help="Paired seeds per row (default: the study's `seeds`).")
 @click.option("--data-root", type=click.Path(path_type=Path), default=None,
               help="Folder of the raw dataset (not needed for digits-mosaic).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run up to N independent steps at once, each in its own process (as `spl experiment run`).")
+@click.option("--threads-per-step", "threads", type=click.IntRange(min=1), default=DEFAULT_THREADS,
+              show_default=True, help="Torch CPU threads of every step (part of each step's hash).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def run_cmd(study: Path, runs: Path, seeds: int | None, data_root: Path | None, no_progress: bool) -> None:
+def run_cmd(study: Path, runs: Path, seeds: int | None, data_root: Path | None, jobs: int, threads: int,
+            no_progress: bool) -> None:
     """Run every step of every size of STUDY not done yet; then `spl study render STUDY` writes the outputs."""
     t0 = time.perf_counter()
-    results = run_study(load_study(study), runs=runs, seeds=seeds, data_root=data_root, progress=not no_progress)
+    loaded = load_study(study)
+    with process_pool(jobs, threads) if jobs > 1 else nullcontext(None) as pool:
+        results = run_study(loaded, runs=runs, seeds=seeds, data_root=data_root, progress=not no_progress,
+                            threads=threads, pool=pool)
     total = 0
     for n, result in results.items():
         ran = [r for r in result.records if r.status == "ran"]

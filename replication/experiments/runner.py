@@ -61,7 +61,7 @@ from replication.errors import ConfigError
 from replication.experiments import stepfns as F
 from replication.experiments.spec import PRETRAIN_SOURCES, ExperimentSpec, PresetSpec
 from replication.experiments.steps import DEFAULT_THREADS, Step, StepPool, StepRecord, execute, pin_threads, toposort
-from replication.training.config import ITERATIONS, scaled_iterations
+from replication.training.config import ITERATIONS, TrainConfig, scaled_iterations
 from replication.vocabulary import BASELINE, GENERATORS, NEEDS_SCORES, REAL_SOURCE, SHUFFLE_GRID, parse_row_id
 
 log = logging.getLogger(__name__)
@@ -376,10 +376,15 @@ def plan_experiment(spec: ExperimentSpec, *, data_root: str | Path | None = None
     return plan
 
 
+def resolved_train(spec: ExperimentSpec) -> TrainConfig:
+    """``spec``'s train preset with its overrides, as planned (before the fine-tuning fields are set)."""
+    return F.resolve_train(_preset_source(spec.train, spec), spec.train.overrides, spec.path)
+
+
 def train_schedule(spec: ExperimentSpec) -> str:
     """The ``schedule`` (``epochs`` / ``iterations``) of ``spec``'s train preset with its overrides, as planned
     (the report words ``baseline/iters`` after it)."""
-    return F.resolve_train(_preset_source(spec.train, spec), spec.train.overrides, spec.path).schedule
+    return resolved_train(spec).schedule
 
 
 def _check_weights(spec: ExperimentSpec, preset_weight: float) -> None:
@@ -417,5 +422,5 @@ def run_experiment(spec: ExperimentSpec, *, runs: str | Path = "runs", data_root
     return ExperimentResult(plan, records)
 
 
-__all__ = ["Plan", "ExperimentResult", "generator_labels", "plan_experiment", "run_experiment",
+__all__ = ["Plan", "ExperimentResult", "generator_labels", "plan_experiment", "resolved_train", "run_experiment",
            "train_schedule"]

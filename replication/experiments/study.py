@@ -13,9 +13,12 @@ the rows to compare against the baseline::
 For each N the study derives one table spec from the base (:func:`derive_spec`): the same spec with
 ``dataset.train_count = N`` (always set, so N equal to the split's size is a subset of all its
 records), the rows ``baseline`` plus the compared rows, and no gallery. Everything else, and hence
-every step's key, is the base spec's: the GANs train on the N labelled images (as in the paper) and
-each size is run by :func:`~replication.experiments.runner.run_experiment`, cached like every step,
-so a base run at one of the sizes is reused and an interrupted study resumes.
+every step's key, is the base spec's. With ``gan.data: all`` the GANs train on the labelled images and
+the unlabeled pool, i.e. the same images at every N; their view's key still names the labelled set, so
+each N trains its own GANs (the same seeds, independent runs; docs/decisions.md, "The study's GANs").
+With ``labelled``, the paper's setting, each N's GANs train on its N images. Each size is run by
+:func:`~replication.experiments.runner.run_experiment` (with ``--jobs``, its independent steps at once), cached
+like every step, so a base run at one of the sizes is reused and an interrupted study resumes.
 
 Collecting and writing the results is :mod:`replication.report.study`.
 """
@@ -30,6 +33,7 @@ from replication import config as C
 from replication.errors import ConfigError
 from replication.experiments.runner import ExperimentResult, Plan, plan_experiment, run_experiment
 from replication.experiments.spec import ExperimentSpec, load_spec
+from replication.experiments.steps import DEFAULT_THREADS, StepPool
 from replication.vocabulary import BASELINE, GENERATORS, parse_row_id
 
 KIND = "study spec"
@@ -159,11 +163,16 @@ def plan_study(study: StudySpec, *, seeds: int | None = None,
 
 
 def run_study(study: StudySpec, *, runs: str | Path = "runs", seeds: int | None = None,
-              data_root: str | Path | None = None, progress: bool = True) -> dict[int, ExperimentResult]:
-    """Plan every size first, then run each size's steps not yet done under ``runs`` (smallest N first)."""
+              data_root: str | Path | None = None, progress: bool = True, threads: int = DEFAULT_THREADS,
+              pool: StepPool | None = None) -> dict[int, ExperimentResult]:
+    """Plan every size first, then run each size's steps not yet done under ``runs`` (smallest N first).
+
+    ``threads`` and ``pool`` are :func:`~replication.experiments.runner.run_experiment`'s: the torch threads
+    of every step (part of each step's key) and where independent steps of one size run concurrently."""
     plan_study(study, seeds=seeds, data_root=data_root)
     s = study.seeds if seeds is None else seeds
-    return {n: run_experiment(spec, runs=runs, data_root=data_root, seeds=s, progress=progress)
+    return {n: run_experiment(spec, runs=runs, data_root=data_root, seeds=s, progress=progress, threads=threads,
+                              pool=pool)
             for n, spec in study_specs(study).items()}
 
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from replication.experiments.runner import resolved_train
 from replication.experiments.study import METRIC, StudySpec, study_specs
 from replication.io_utils import atomic_write_text
 from replication.report.formats import DASH, csv_text, delta_interval, md_row, mean_std_text, num2
@@ -118,7 +119,25 @@ def conclusion(result: StudyResult) -> str:
 # ---------------------------------------------------------------------------------------- writing
 
 
-# ---------------------------------------------------------------------------------------- writing
+def _gan_data_text(study: StudySpec) -> str:
+    """What the GANs train on at each N (``gan.data`` of the base spec)."""
+    if study.base.gan_data == "all":
+        return ("the GANs train on the labelled images and the unlabeled pool, i.e. the whole training split, "
+                "each N with its own GAN runs")
+    return "the GANs train on the same N labelled images, as in the paper"
+
+
+def _conditions_text(study: StudySpec) -> str:
+    """The conditions every Δ holds under: what a replicate redraws and the iteration schedule."""
+    base = study.base
+    replicate = ("replicate i redraws the GAN, its samples, the labelling baseline and every row's classifier"
+                 if base.gan_options.per_replicate else
+                 "one GAN shared by every replicate (the intervals leave out its variance)")
+    train = resolved_train(base)
+    schedule = (f"every row and every N trains the same {train.iterations} SGD iterations"
+                if train.schedule == "iterations" else
+                "every row trains for the same epochs, so rows with generated images train more iterations")
+    return f"Conditions: {replicate}; {schedule}."
 
 
 def delta_cell(d: PairedDiff | None) -> str:
@@ -132,8 +151,9 @@ def format_study_markdown(result: StudyResult, figure: str | None = None) -> str
     lines = [f"# {study.title}", "", "## Conclusion", "", conclusion(result), "",
              "## Table", "",
              f"- Base spec: `{study.base.path}` with `dataset.train_count = N` (a seeded subset of the training "
-             f"split; the GANs train on the same N labelled images), rows baseline + {', '.join(study.rows)}. "
+             f"split; {_gan_data_text(study)}), rows baseline + {', '.join(study.rows)}. "
              f"Beyond the paper (issue #13).",
+             f"- {_conditions_text(study)}",
              f"- Baseline: its {METRIC} in %, mean ± sample std over its seeds (count in brackets).",
              f"- Δ {METRIC}: the mean paired difference row − baseline (seed i with seed i), in points, with its 95% "
              f"t confidence interval over the paired seeds; verdict *better* if the interval lies above 0, *worse* "
