@@ -11,6 +11,7 @@ import copy
 import io
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -127,7 +128,7 @@ def test_batch_stats_sampling_is_a_training_mode_forward_and_leaves_the_generato
 
 def test_peer_run_from_the_cli_trains_samples_and_is_measured_like_the_ports(tiny_digits, tmp_path):
     """`spl gan train --preset demo-torch-dcgan` writes a run directory that sample_gan reads; the
-    samples equal the saved generator's eval-mode samples, and a resume is refused in one line."""
+    samples equal the saved generator's eval-mode samples, and continuing a finished run is refused in one line."""
     from click.testing import CliRunner
 
     from replication.cli import cli
@@ -153,9 +154,9 @@ def test_peer_run_from_the_cli_trains_samples_and_is_measured_like_the_ports(tin
     got = np.stack([ShardSet(out)[i].image[:, :, ::-1] for i in range(5)])  # stored BGR
     assert np.array_equal(got, sample_images(load_peer_generator(run / "checkpoint.pt"), 5, seed=3, batch=4))
     res = CliRunner().invoke(cli, [*args, "--epochs", "2", "--resume"])
-    assert res.exit_code == 1 and "cannot be resumed" in res.output
+    assert res.exit_code == 1 and "cannot be continued with more epochs" in res.output
     assert (run / "done").exists()  # the refused resume left the finished run as it was
-    # killed between checkpoint.pt and done: a resume (the runner's retry) trains again, to the same bytes
+    # killed between checkpoint.pt and done: a resume (the runner's retry) finishes from it, to the same bytes
     first = (run / "checkpoint.pt").read_bytes()
     (run / "done").unlink()
     res = CliRunner().invoke(cli, [*args, "--resume"], catch_exceptions=False)
@@ -220,3 +221,46 @@ def _same_tensors(a, b) -> bool:
     if isinstance(a, torch.Tensor):
         return torch.equal(a, b)
     return a == b
+
+
+def test_killed_peer_run_resumes_from_its_partial_checkpoint_to_the_same_bytes(tmp_path, monkeypatch):
+    """A run checkpointing every 3 iterations, killed during iteration 8 (after the checkpoint at 6), resumes
+    from iteration 6 (only 2 more iterations run, counted) and ends with the same checkpoint bytes and
+    sample grid as an uninterrupted run; the partial checkpoint holds the optimizers, stream and noise."""
+    import replication.gan.torch_dcgan as peer
+
+    images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    kw = {"width": 4, "batch": 8, "epochs": 2, "seed": 3, "checkpoint_every": 3}   # 2 × 5 = 10 iterations
+    assert peer.train_peer_run(images, tmp_path / "whole", **kw) == 10
+    real_iteration, calls = peer.peer_iteration, []
+
+    def killed_at_8(gan, real, z):
+        calls.append(1)
+        if len(calls) == 8:
+            raise KeyboardInterrupt   # stands in for SIGKILL: nothing after iteration 7 is written
+        return real_iteration(gan, real, z)
+
+    monkeypatch.setattr(peer, "peer_iteration", killed_at_8)
+    (tmp_path / "killed").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        peer.train_peer_run(images, tmp_path / "killed", **kw)
+    partial = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
+    assert partial["iteration"] == 6 and not partial["finished"]
+    assert {"opt_g", "opt_d", "stream", "noise"} <= set(partial) and partial["stream"] == {"epoch": 1, "pos": 1}
+    calls.clear()
+    monkeypatch.setattr(peer, "peer_iteration", lambda gan, real, z: (calls.append(1), real_iteration(gan, real, z)))
+    assert peer.train_peer_run(images, tmp_path / "killed", resume=True, **kw) == 10
+    assert len(calls) == 4
+    for name in ("checkpoint.pt", "samples/final.png"):
+        assert (tmp_path / "killed" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
+    assert whole["finished"] and "opt_g" not in whole   # the final checkpoint keeps its layout
+
+
+def test_peer_resume_refuses_another_models_checkpoint(tmp_path):
+    from replication.gan.torch_dcgan import train_peer_run
+
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    train_peer_run(images, tmp_path, width=4, batch=8, epochs=3, checkpoint_every=2)
+    with pytest.raises(ValueError, match=r"checkpoint\.pt: a checkpoint of another model"):
+        train_peer_run(images, tmp_path, width=8, batch=8, epochs=3, resume=True)

@@ -173,12 +173,9 @@ def _train_locked(cfg: GanTrainConfig, resolved: dict, source: dict, shards: Sha
     if _check_run_dir(out, resolved, source, resume):
         log.info("%s: already done", out)
         return out
-    if cfg.arch == PEER_DCGAN and resume and (out / CHECKPOINT).exists():  # before anything is rewritten
-        if (out / DONE).exists():
-            raise ConfigError(f"{out}: {PEER_DCGAN} runs cannot be resumed; train again into an empty --out")
-        # killed between its checkpoint and its done marker: the peer keeps no optimizer state, so a retry
-        # (the experiment runner's resume) trains again from the start; the run is seeded, the result the same
-        (out / CHECKPOINT).unlink()
+    if cfg.arch == PEER_DCGAN and resume and (out / DONE).exists():  # before anything is rewritten
+        raise ConfigError(f"{out}: finished {PEER_DCGAN} runs cannot be continued with more epochs; "
+                          "train again into an empty --out")
     _write_run_dir(out, resolved, source)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
@@ -186,14 +183,15 @@ def _train_locked(cfg: GanTrainConfig, resolved: dict, source: dict, shards: Sha
     if env_world()[0] == 0:
         save_real_grid(images, out / "samples" / REAL_GRID, FIXED_SAMPLES.get(cfg.arch, 64))
     if cfg.arch == PEER_DCGAN:
-        _run_peer(cfg, resolved["flip"], images, out)
+        _run_peer(cfg, resolved["flip"], images, out, resume)
     else:
         _run_trainer(cfg, resolved["flip"], images, out, resume)
     return out
 
 
-def _run_peer(cfg: GanTrainConfig, flip: bool, images: torch.Tensor | Dataset, out: Path) -> None:
-    """Train the peer PyTorch DCGAN (no resume: its runs are short); ``done`` when finished."""
+def _run_peer(cfg: GanTrainConfig, flip: bool, images: torch.Tensor | Dataset, out: Path, resume: bool) -> None:
+    """Train the peer PyTorch DCGAN, from its partial checkpoint with ``resume`` (a checkpoint every
+    ``checkpoint_every_iters`` iterations); ``done`` when finished."""
     if cfg.size != PEER_SIZE:
         raise ConfigError(f"{PEER_DCGAN}: size must be {PEER_SIZE}, got {cfg.size}")
     if not isinstance(images, torch.Tensor):
@@ -201,7 +199,13 @@ def _run_peer(cfg: GanTrainConfig, flip: bool, images: torch.Tensor | Dataset, o
     epochs = cfg.epochs if cfg.epochs is not None else 25
     if len(images) < cfg.batch:
         raise ConfigError(f"{Path(cfg.data)}: {len(images)} images, fewer than one batch of {cfg.batch}")
-    iters = train_peer_run(images, out, width=cfg.width, batch=cfg.batch, epochs=epochs, seed=cfg.seed, flip=flip)
+    try:
+        iters = train_peer_run(images, out, width=cfg.width, batch=cfg.batch, epochs=epochs, seed=cfg.seed, flip=flip,
+                               checkpoint_every=cfg.checkpoint_every_iters, resume=resume)
+    except UnsafeCheckpointError as e:
+        raise GanTrainingError(str(e)) from None
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     atomic_write_text(out / DONE, f"iteration {iters}\n")
 
 

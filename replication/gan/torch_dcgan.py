@@ -130,13 +130,55 @@ def peer_iteration(gan: PeerDCGAN, real: torch.Tensor, z: torch.Tensor) -> dict[
     return {"d_loss": float(loss_d.detach()), "g_loss": float(loss_g.detach())}
 
 
+#: The layout of the peer's checkpoints (a partial one adds the optimizers, the data stream and the noise).
+CHECKPOINT_FORMAT = "replication/torch-dcgan/1"
+
+
+def _save_checkpoint(gan: PeerDCGAN, spec: dict, iteration: int, path: Path, *, stream: BatchStream | None = None,
+                     noise: torch.Generator | None = None) -> None:
+    """Write the run's ``checkpoint.pt``: the final one (no ``stream``) holds the model only, as always; a partial
+    one (``finished`` False) also the optimizers, the data stream's position and the noise generator's state,
+    everything an exact resume needs (tensors and plain values only, so ``weights_only`` loads it)."""
+    ckpt = {"format": CHECKPOINT_FORMAT, "model": spec, "G": gan.G.state_dict(), "D": gan.D.state_dict(),
+            "iteration": iteration, "finished": stream is None}
+    if stream is not None and noise is not None:
+        ckpt.update(opt_g=gan.opt_g.state_dict(), opt_d=gan.opt_d.state_dict(), stream=stream.state_dict(),
+                    noise=noise.get_state())
+    atomic_torch_save(ckpt, path)
+
+
+def _restore(gan: PeerDCGAN, stream: BatchStream, noise: torch.Generator, path: Path, spec: dict,
+             total: int) -> int:
+    """Load checkpoint ``path`` into the run's state; the iteration it holds (``total`` when finished).
+
+    A checkpoint of another model, or one past ``total``, is refused in one line naming the file."""
+    ckpt = load_checkpoint(path)
+    if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("model") != spec:
+        raise ValueError(f"{path}: a checkpoint of another model ({ckpt.get('model')}), not {spec}; "
+                         "train into an empty folder")
+    it = int(ckpt["iteration"])
+    if it > total:
+        raise ValueError(f"{path}: holds iteration {it}, past this run's {total}")
+    gan.G.load_state_dict(ckpt["G"])
+    gan.D.load_state_dict(ckpt["D"])
+    if ckpt.get("finished"):
+        return total
+    gan.opt_g.load_state_dict(ckpt["opt_g"])
+    gan.opt_d.load_state_dict(ckpt["opt_d"])
+    stream.load_state_dict(ckpt["stream"])
+    noise.set_state(ckpt["noise"])
+    return it
+
+
 def train_peer_run(images: torch.Tensor, out: str | os.PathLike, *, width: int, batch: int, epochs: int,
-                   seed: int = 0, flip: bool = False) -> int:
+                   seed: int = 0, flip: bool = False, checkpoint_every: int = 0, resume: bool = False) -> int:
     """Train the peer for ``epochs`` × (N // batch) iterations on ``images`` (uint8 N×3×32×32) into ``out``.
 
     Writes ``checkpoint.pt`` (the port's checkpoint layout where samplers read it: ``model`` spec,
     ``G``, ``D``, ``iteration``; tensors and plain values only) and ``samples/final.png`` (64 fixed-z
-    samples, eval-mode BN). Returns the number of iterations. No resume: a run is short (docs/gan.md).
+    samples, eval-mode BN). Returns the number of iterations. Every ``checkpoint_every`` iterations (0:
+    never) a partial ``checkpoint.pt`` is written; with ``resume`` the run continues from it, to the same
+    bytes as an uninterrupted run (a killed experiment step loses at most ``checkpoint_every`` iterations).
     """
     out = Path(out)
     gan = build_peer(width, seed=seed)
@@ -144,11 +186,14 @@ def train_peer_run(images: torch.Tensor, out: str | os.PathLike, *, width: int, 
     noise = torch.Generator().manual_seed(seed + 1)
     fixed_z = gan.G.sample_z(64, torch.Generator().manual_seed(seed))
     total = epochs * (len(images) // batch)
-    for _ in range(total):
-        peer_iteration(gan, next(stream), gan.G.sample_z(batch, noise))
     spec = {"arch": PEER_DCGAN, "size": SIZE, "width": width, "channels": gan.G.channels, "z_dim": gan.G.z_dim}
-    atomic_torch_save({"format": "replication/torch-dcgan/1", "model": spec, "G": gan.G.state_dict(),
-                       "D": gan.D.state_dict(), "iteration": total, "finished": True}, out / "checkpoint.pt")
+    path = out / "checkpoint.pt"
+    start = _restore(gan, stream, noise, path, spec, total) if resume and path.is_file() else 0
+    for it in range(start + 1, total + 1):
+        peer_iteration(gan, next(stream), gan.G.sample_z(batch, noise))
+        if checkpoint_every > 0 and it % checkpoint_every == 0 and it < total:
+            _save_checkpoint(gan, spec, it, path, stream=stream, noise=noise)
+    _save_checkpoint(gan, spec, total, path)
     gan.G.eval()
     with torch.no_grad():
         save_grid(gan.G(fixed_z), out / "samples" / "final.png")
