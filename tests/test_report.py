@@ -157,6 +157,9 @@ def test_quality_cells():
                       "real": {"mean_max_confidence": 0.97, "spl_entropy_mean": 2.1}}}
     assert quality_cell(rec, ("fd",), "{:.4g}") == "12.35"
     assert quality_cell(rec, ("kid",), "{:.4g}") == "0.01235 ± 0.001"
+    # one subset size = the whole set (250 of 250): every subset is the same, the std is rounding noise
+    assert quality_cell({**rec, "kid_std": 1.388e-17}, ("kid",), "{:.4g}") == "0.01235 ± 0"
+    assert quality_cell({**rec, "kid_std": 2e-8}, ("kid",), "{:.4g}") == "0.01235 ± 2e-08"
     assert quality_cell(rec, ("labels", "generated", "mean_max_confidence"), "{:.3f}") == "0.610 (real 0.970)"
     spec = spec_from_dict(_tiny_raw(), Path("tiny.yaml"))
     md = format_quality(spec, {"wgan-gp": rec})

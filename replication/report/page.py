@@ -148,8 +148,10 @@ def quality_cell(record: Mapping, path: tuple[str, ...], fmt: str) -> str:
         real = _get(record, ("labels", "real", *path[2:]))
         if real is not None:
             text += f" (real {fmt.format(real)})"
-    if path == ("kid",) and _get(record, ("kid_std",)) is not None:
-        text += f" ± {fmt.format(_get(record, ('kid_std',)))}"
+    std = _get(record, ("kid_std",)) if path == ("kid",) else None
+    if std is not None:
+        # subsets as large as the sets are all the whole set: their std is rounding noise (1e-17), shown as 0
+        text += f" ± {fmt.format(0.0 if abs(std) <= 1e-9 * abs(v) else std)}"
     return text
 
 
