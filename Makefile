@@ -51,7 +51,7 @@ STUDY_SEEDS ?=
 .PHONY: study
 study: $(STAMP)
 	$(BIN)/spl study run $(STUDY) --runs $(RUNS) --jobs $(STUDY_JOBS) $(if $(STUDY_SEEDS),--seeds $(STUDY_SEEDS))
-	$(BIN)/spl study render $(STUDY) --runs $(RUNS)
+	$(BIN)/spl study render $(STUDY) --runs $(RUNS) $(if $(STUDY_SEEDS),--seeds $(STUDY_SEEDS))
 
 # pytest-xdist: TEST_WORKERS processes (2 = the 2 cores CI has); TEST_WORKERS=0 runs in one process.
 # --dist loadfile keeps each test file on one worker, so a module-scoped fixture (a trained model) is built once;

@@ -163,6 +163,24 @@ def test_collected_deltas_equal_statistics_directly(synthetic):
     assert result.deltas[(1000, "smooth/dcgan")].n == 1
 
 
+def test_only_the_studys_seeds_count(synthetic):
+    """A runs folder with more replicates at one size (the demo's second seed set at N = 250) must not give that
+    size more seeds than the others: seeds 0 … seeds − 1 only, ``seeds`` overriding the spec's."""
+    study, runs = synthetic
+    spec = study_specs(study)[250]
+    for s in (3, 4):
+        _write_run(runs, spec, "baseline", s, 10.0)
+        _write_run(runs, spec, "spl/dcgan", s, 99.0)
+    result = collect_study(study, runs)
+    assert result.baseline_stats(250)[2] == 3 and result.deltas[(250, "spl/dcgan")].n == 3
+    assert result.deltas[(250, "spl/dcgan")] == paired_difference(
+        {s: BASE_MAP[250][s] + GAIN["spl/dcgan"][250][s] for s in range(3)}, dict(enumerate(BASE_MAP[250])))
+    two = collect_study(study, runs, seeds=2)
+    assert two.baseline[250] == {0: 60.0, 1: 64.0} and two.deltas[(500, "spl/dcgan")].n == 2
+    five = collect_study(study, runs, seeds=5)
+    assert five.deltas[(250, "spl/dcgan")].n == 5 and five.deltas[(500, "spl/dcgan")].n == 3
+
+
 def test_missing_size_or_row_stays_empty(tmp_path):
     study = load_study(_write_study(tmp_path, {"train_counts": [250, 500], "rows": ["spl/dcgan"]}))
     runs = tmp_path / "runs"

@@ -54,9 +54,11 @@ def run_cmd(study: Path, runs: Path, seeds: int | None, data_root: Path | None, 
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("tables/out"), show_default=True,
               help="Where <name>.md, <name>.csv and <name>.png are written.")
 @click.option("--no-plot", is_flag=True, help="Skip the figure.")
-def render_cmd(study: Path, runs: Path, out_dir: Path, no_plot: bool) -> None:
+@click.option("--seeds", type=int, default=None,
+              help="Use seeds 0..N-1 at every size (default: the study's `seeds`; give what `run` was given).")
+def render_cmd(study: Path, runs: Path, out_dir: Path, no_plot: bool, seeds: int | None) -> None:
     """Write STUDY's table, CSV and figure from the finished runs; print the table, then the conclusion."""
-    result, written = render_study(load_study(study), runs, out_dir, plot=not no_plot)
+    result, written = render_study(load_study(study), runs, out_dir, plot=not no_plot, seeds=seeds)
     click.echo(format_study_markdown(result))
     for path in written.values():
         click.echo(f"wrote {path}", err=True)

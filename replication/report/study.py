@@ -61,12 +61,16 @@ class StudyResult:
                 for n in self.counts}
 
 
-def collect_study(study: StudySpec, runs: str | Path = "runs") -> StudyResult:
-    """The :class:`StudyResult` of the finished runs under ``runs`` (missing sizes or rows stay empty / None)."""
+def collect_study(study: StudySpec, runs: str | Path = "runs", seeds: int | None = None) -> StudyResult:
+    """The :class:`StudyResult` of the finished runs under ``runs`` (missing sizes or rows stay empty / None).
+
+    Only seeds 0 … ``seeds`` − 1 count (default: the study's ``seeds``), so every N has the same replicates
+    even where the runs folder holds more (e.g. the demo's second seed set at N = 250)."""
+    chosen = range(study.seeds if seeds is None else seeds)
     base: dict[int, dict[int, float]] = {}
     deltas: dict[tuple[int, str], PairedDiff | None] = {}
     for n, spec in study_specs(study).items():
-        values = metric_by_seed(collect_results(spec, runs), METRIC)
+        values = metric_by_seed(collect_results(spec, runs, chosen), METRIC)
         base[n] = dict(values.get(BASELINE, {}))
         for row in study.rows:
             mine = values.get(row, {})
@@ -227,9 +231,10 @@ def write_study(result: StudyResult, out_dir: str | Path = "tables/out", *, plot
 
 
 def render_study(study: StudySpec, runs: str | Path = "runs", out_dir: str | Path = "tables/out", *,
-                 plot: bool = True) -> tuple[StudyResult, dict[str, Path]]:
-    """Collect the study's finished runs and write its outputs (:func:`write_study`)."""
-    result = collect_study(study, runs)
+                 plot: bool = True, seeds: int | None = None) -> tuple[StudyResult, dict[str, Path]]:
+    """Collect the study's finished runs (seeds 0 … ``seeds`` − 1, default the study's) and write its outputs
+    (:func:`write_study`)."""
+    result = collect_study(study, runs, seeds)
     return result, write_study(result, out_dir, plot=plot)
 
 
