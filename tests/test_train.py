@@ -336,6 +336,23 @@ def test_bench_train_quick_writes_json(tmp_path):
     for r in rows:
         assert r["synthetic_images_per_s"] > 0 and r["loader_images_per_s"] > 0
         assert r["loader_fraction"] == pytest.approx(r["loader_images_per_s"] / r["synthetic_images_per_s"], abs=1e-3)
+    # the embedded presets' mode (channels_last, float32) at two batch sizes
+    res = CliRunner().invoke(cli, ["bench", "train", "--quick", "--out", str(out), "--cases", "embedded",
+                                   "--modes", "cl", "--embedded-batches", "4,6"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(out.read_text())["results"]
+    assert [(r["case"], r["mode"], r["batch"]) for r in rows] == [("embedded", "cl", 4), ("embedded", "cl", 6)]
+    assert rows[1]["gflop_per_step"] == pytest.approx(1.5 * rows[0]["gflop_per_step"], rel=1e-3)  # FLOPs ∝ batch
+
+
+def test_bench_cl_mode_is_the_presets_float32_channels_last_step():
+    from replication.benchmarks.train import _Step
+
+    step = _Step("preact_resnet_small", 10, torch.device("cpu"), "cl")
+    assert step.cl and not step.amp and step.fwd is step.model
+    convs = [m.weight for m in step.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert all(w.dtype == torch.float32 for w in convs)
 
 
 @pytest.mark.slow

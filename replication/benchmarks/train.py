@@ -5,12 +5,14 @@ A step is exactly the training loop's: forward (optionally bf16 autocast, channe
 ``torch.compile``), the loss of docs/classifier.md (``kernels.weighted_soft_cross_entropy``, float32),
 backward, SGD (momentum 0.9, weight decay) step. Cases:
 
-* ``embedded``: ``preact_resnet_small`` on 28×28 crops of 32×32 PNG shards (batch 64);
+* ``embedded``: ``preact_resnet_small`` on 28×28 crops of 32×32 PNG shards (batch 64, the embedded
+  presets'; ``embedded_batches`` times other batch sizes too);
 * ``r101``: pre-activation ResNet-101 on 224×224 crops of 256×256 JPEG shards, at batch 24 and —
   on CUDA — at the largest power-of-two multiple of 24 that fits (``max_batch``); on CPU a
   reduced case (``cpu_r101_size``, default 112, batch 4), since full R101 steps take seconds.
 
-Modes: ``eager`` (float32, NCHW), ``cl+amp`` (channels_last + bf16 autocast; CUDA only unless
+Modes: ``eager`` (float32, NCHW), ``cl`` (float32, channels_last: what the embedded presets train
+with, ``channels_last: true``), ``cl+amp`` (channels_last + bf16 autocast; CUDA only unless
 ``cpu_amp``), ``compile`` (``torch.compile`` of the cl+amp model; CUDA only unless ``cpu_compile``).
 Each (case, batch, mode) is timed (:func:`replication.benchmarks.harness.time_calls`: warm-up steps,
 then timed steps, device synchronised after each) with synthetic device tensors and with the shard
@@ -47,7 +49,7 @@ from replication.training.loop import compute_loss
 
 C = 80
 CASES = ("embedded", "r101")  # "r101" is the reduced R101 case on CPU
-MODES = ("eager", "cl+amp", "compile")
+MODES = ("eager", "cl", "cl+amp", "compile")
 
 
 @dataclasses.dataclass
@@ -65,6 +67,7 @@ class TrainBenchConfig:
     cases: tuple[str, ...] | None = None      # subset of CASES (None: all)
     modes: tuple[str, ...] | None = None      # subset of MODES (None: the device's defaults)
     r101_batches: tuple[int | str, ...] | None = None  # CUDA R101 batches, ints or "max" (None: 24, max)
+    embedded_batches: tuple[int, ...] | None = None    # embedded-model batches (None: 64; quick: 8)
     gemm_n: int = harness.GEMM_N              # side of the fp32 reference matmul (0: no GEMM figures)
 
 
@@ -85,7 +88,7 @@ class _Step:
     def __init__(self, name: str, classes: int, dev: torch.device, mode: str) -> None:
         self.dev, self.mode = dev, mode
         self.amp = mode in ("cl+amp", "compile")
-        self.cl = self.amp
+        self.cl = self.amp or mode == "cl"
         torch.manual_seed(0)
         model = build_model(name, classes).to(dev)
         if self.cl:
@@ -162,7 +165,7 @@ def _largest_batch(name: str, classes: int, dev: torch.device, crop: int, start:
 
 def _cases(cfg: TrainBenchConfig, on_cuda: bool) -> list[dict]:
     cases = [dict(case="embedded", model="preact_resnet_small", crop=28, load=32, encoding="png", classes=10,
-                  batches=[8 if cfg.quick else 64])]
+                  batches=list(cfg.embedded_batches or [8 if cfg.quick else 64]))]
     if on_cuda:
         cases.append(dict(case="r101", model="preact_resnet101", crop=224, load=256, encoding="jpeg", classes=C,
                           batches=list(cfg.r101_batches or (24, "max"))))

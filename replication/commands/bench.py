@@ -211,15 +211,16 @@ def gan_command(out, results_dir, sizes, modes, width, batch, iters, warmup, dev
 @click.option("--steps", type=int, default=None, help="Timed steps per configuration.")
 @click.option("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice).")
 @click.option("--cases", default=None, help="Comma-separated subset of embedded,r101 (default: both).")
-@click.option("--modes", default=None, help="Comma-separated subset of eager,cl+amp,compile "
+@click.option("--modes", default=None, help="Comma-separated subset of eager,cl,cl+amp,compile "
               "(default: all on CUDA, eager on CPU unless --cpu-amp/--cpu-compile).")
 @click.option("--batches", default=None, help="Comma-separated CUDA R101 batches, integers or 'max' (default 24,max).")
+@click.option("--embedded-batches", default=None, help="Comma-separated batches of the embedded model (default 64).")
 @click.option("--gemm-n", type=click.IntRange(min=0), default=harness.GEMM_N, show_default=True,
               help="Side of the fp32 reference matmul timed beside each row (0: no GEMM reference).")
 @_out_options("train", click.Path(path_type=Path))
 @click.option("--quick", is_flag=True, help="Tiny sizes, eager only, no workers (for tests).")
 def train_command(device, workers, max_batch, cpu_r101_size, cpu_amp, cpu_compile, steps, threads, cases, modes,
-                  batches, gemm_n, out, results_dir, quick) -> None:
+                  batches, embedded_batches, gemm_n, out, results_dir, quick) -> None:
     """Images/s of one training step (embedded model, R101): eager vs channels_last+AMP vs compile,
     synthetic tensors vs the shard loader, and the counted GFLOP/s against an fp32 GEMM (JSON)."""
     if threads:
@@ -228,7 +229,8 @@ def train_command(device, workers, max_batch, cpu_r101_size, cpu_amp, cpu_compil
                                        cpu_r101_size=cpu_r101_size, cpu_amp=cpu_amp, cpu_compile=cpu_compile,
                                        steps=steps, cases=_split(cases), modes=_split(modes), gemm_n=gemm_n,
                                        r101_batches=tuple(b if b == "max" else int(b) for b in _split(batches) or ())
-                                       or None)
+                                       or None,
+                                       embedded_batches=tuple(int(b) for b in _split(embedded_batches) or ()) or None)
     for name, given, known in (("case", cfg.cases, train_bench.CASES), ("mode", cfg.modes, train_bench.MODES)):
         if given and not set(given) <= set(known):
             raise ConfigError(f"spl bench train: unknown {name}(s) {sorted(set(given) - set(known))}; "
