@@ -180,3 +180,22 @@ def test_bench_gan_presets_make_the_cases():
     assert cfg.cases() == [("dcgan", 32, 32, 16), ("wgan-gp", 32, 32, 16)]
     assert gan_bench.GanConfig(sizes=(32,), width=8, batch=4, modes=("eager",)).cases() == \
         [("dcgan", 32, 8, 4), ("wgan-gp", 32, 8, 4)]
+
+
+def test_bench_gan_measures_the_peer_dcgan_of_the_demo():
+    """The demo's generator (preset demo-torch-dcgan) is a bench case: its row counts the FLOPs of one
+    peer_iteration built independently here, and a compiled mode is a recorded error, not a silent skip."""
+    from replication.gan.torch_dcgan import build_peer, peer_iteration
+
+    cfg = gan_bench.GanConfig(presets=("demo-torch-dcgan", "embedded-wgan-gp"), modes=("eager",))
+    assert cfg.cases() == [("torch-dcgan", 32, 32, 16), ("wgan-gp", 32, 32, 16)]
+    cpu = torch.device("cpu")
+    row = gan_bench.bench_one("torch-dcgan", 32, "eager", width=4, batch=4, iters=2, warmup=1, device=cpu, gemm_n=64)
+    assert "error" not in row, row
+    gan = build_peer(4, seed=5)
+    real, z = torch.rand(4, 3, 32, 32) * 2 - 1, torch.randn(4, 100, 1, 1)
+    peer_iteration(gan, real, z)
+    want = gan_bench.count_flops(lambda: peer_iteration(gan, real, z))
+    assert want > 0 and row["gflop_per_iter"] == round(want / 1e9, 4)
+    bad = gan_bench.bench_one("torch-dcgan", 32, "compile", width=4, batch=4, iters=1, warmup=1, device=cpu)
+    assert "eager only" in bad["error"]

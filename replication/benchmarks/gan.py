@@ -22,7 +22,8 @@ achieved ``gflops`` (counted FLOPs over the median iteration time), ``gemm_gflop
 and after the row (:func:`~replication.benchmarks.harness.gemm_gflops`, mean of the two medians, so a
 load change on a shared machine hits both figures alike) — and ``gemm_ratio``
 (:func:`~replication.benchmarks.harness.achieved_vs_gemm`). ``presets`` (e.g. ``embedded-dcgan``) take
-arch, size, width and batch from the GAN presets instead of ``sizes`` × ``width`` × ``batch``.
+arch, size, width and batch from the GAN presets instead of ``sizes`` × ``width`` × ``batch``; the
+preset ``demo-torch-dcgan`` adds the peer PyTorch DCGAN (the demo's generator, eager only).
 """
 from __future__ import annotations
 
@@ -42,6 +43,9 @@ from replication.benchmarks import harness
 from replication.benchmarks.harness import GEMM_N, achieved_vs_gemm, count_flops, gemm_gflops
 from replication.errors import ConfigError
 from replication.gan.config import load_gan_config
+from replication.gan.torch_dcgan import SIZE as PEER_SIZE
+from replication.gan.torch_dcgan import build_peer, peer_iteration
+from replication.vocabulary import PEER_DCGAN
 
 MODES = ("eager", "compile", "cudagraphs")
 ARCHS = ("dcgan", "wgan-gp")
@@ -137,7 +141,10 @@ def bench_one(arch: str, size: int, mode: str, *, width: int, batch: int, iters:
 
 def _build_step(arch: str, size: int, mode: str, *, width: int, batch: int,
                 device: torch.device) -> Callable[[], None]:
-    """A fresh G, D and TF Adam pair and one training iteration of ``arch`` on synthetic real batches."""
+    """A fresh G, D and TF Adam pair and one training iteration of ``arch`` on synthetic real batches
+    (the peer ``torch-dcgan``: its own build, ``torch.optim.Adam`` and :func:`peer_iteration`, eager only)."""
+    if arch == PEER_DCGAN:
+        return _build_peer_step(size, mode, width=width, batch=batch, device=device)
     torch.manual_seed(0)
     g, d = gan_tf_port.build(arch, size=size, width=width)
     g, d = g.to(device).train(), d.to(device).train()
@@ -162,6 +169,24 @@ def _build_step(arch: str, size: int, mode: str, *, width: int, batch: int,
 
     def step() -> None:
         fn(g, d, opt_g, opt_d, next_real, noise, g_fwd=g_fwd, d_fwd=d_fwd)
+    return step
+
+
+def _build_peer_step(size: int, mode: str, *, width: int, batch: int, device: torch.device) -> Callable[[], None]:
+    """One iteration of the peer PyTorch DCGAN (the demo's generator) on a fixed synthetic real batch."""
+    if mode != "eager":
+        raise RuntimeError(f"{PEER_DCGAN} is benchmarked eager only")
+    if size != PEER_SIZE:
+        raise RuntimeError(f"{PEER_DCGAN} is {PEER_SIZE}×{PEER_SIZE} only, not {size}")
+    gan = build_peer(width, seed=0)
+    gan.G.to(device).train()
+    gan.D.to(device).train()
+    gen = torch.Generator().manual_seed(1)
+    real = (torch.rand(batch, 3, size, size, generator=gen) * 2 - 1).to(device)
+    noise = torch.Generator().manual_seed(2)
+
+    def step() -> None:
+        peer_iteration(gan, real, gan.G.sample_z(batch, noise).to(device))
     return step
 
 
