@@ -264,3 +264,26 @@ def test_peer_resume_refuses_another_models_checkpoint(tmp_path):
     train_peer_run(images, tmp_path, width=4, batch=8, epochs=3, checkpoint_every=2)
     with pytest.raises(ValueError, match=r"checkpoint\.pt: a checkpoint of another model"):
         train_peer_run(images, tmp_path, width=8, batch=8, epochs=3, resume=True)
+
+
+def test_diagnosis_port_honours_g_steps():
+    """``python -m replication.gan.diagnosis --kind port --g-steps 1`` trains carpedm20's DCGAN with one G step
+    per D step: after two iterations its G equals a run of the port trainer configured with g_steps = 1 and
+    differs from the default two steps."""
+    import tempfile
+
+    from gan_tf_port.train import GanTrainer, TrainConfig
+    from replication.gan.diagnosis import train_port
+
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    one, it1, _ = train_port(images, arch="dcgan", batch=8, width=4, cap_s=1e9, max_iters=2, g_steps=1)
+    two, it2, _ = train_port(images, arch="dcgan", batch=8, width=4, cap_s=1e9, max_iters=2)
+    assert it1 == it2 == 2
+    cfg = TrainConfig(arch="dcgan", size=32, width=4, batch_size=8, epochs=10**6, seed=0, sample_every=0,
+                      checkpoint_every=10**9, progress=False, device="cpu", g_steps=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = GanTrainer(cfg, images, tmp)
+        ref.one_iteration()
+        ref.one_iteration()
+    assert _same_tensors(one.state_dict(), ref.G.state_dict())
+    assert not _same_tensors(one.state_dict(), two.state_dict())

@@ -59,10 +59,11 @@ def _until_cap(step: Callable[[], Any], cap_s: float, max_iters: int | None) -> 
 
 
 def train_port(images: torch.Tensor, *, arch: str, batch: int, width: int, cap_s: float, seed: int = 0,
-               max_iters: int | None = None) -> tuple[nn.Module, int, float]:
-    """The faithful port trained for ``cap_s`` CPU seconds; returns (G in training mode, iterations, CPU s)."""
+               max_iters: int | None = None, g_steps: int = 2) -> tuple[nn.Module, int, float]:
+    """The faithful port trained for ``cap_s`` CPU seconds; returns (G in training mode, iterations, CPU s).
+    ``g_steps``: DCGAN G steps per D step (carpedm20's 2; 1 is the diagnosis of the collapse's suspect)."""
     cfg = TrainConfig(arch=arch, size=SIZE, width=width, batch_size=batch, epochs=10**6, seed=seed,
-                      sample_every=0, checkpoint_every=10**9, progress=False, device="cpu")
+                      sample_every=0, checkpoint_every=10**9, progress=False, device="cpu", g_steps=g_steps)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = GanTrainer(cfg, images, tmp)
         iters, cpu = _until_cap(trainer.one_iteration, cap_s, max_iters)
@@ -115,12 +116,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--cap", type=float, default=120.0, help="CPU seconds of training")
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--g-steps", type=int, default=2, help="port DCGAN: G steps per D step (carpedm20: 2)")
     ap.add_argument("--out", required=True, help="result JSON; the 8×8 grids go beside it")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     images = load_gan_images(a.data, SIZE)
     if a.kind == "port":
-        g, iters, cpu = train_port(images, arch=a.arch, batch=a.batch, width=a.width, cap_s=a.cap, seed=a.seed)
+        g, iters, cpu = train_port(images, arch=a.arch, batch=a.batch, width=a.width, cap_s=a.cap, seed=a.seed,
+                                   g_steps=a.g_steps)
     else:
         g, iters, cpu = train_peer(images, batch=a.batch, width=a.width, cap_s=a.cap, seed=a.seed)
     while not (Path(a.classifier) / "model.pt").is_file():  # the classifier may still be training
@@ -128,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model, transform, _ = load_classifier(Path(a.classifier))
     real_f, real_logits = reference_features(model, transform, a.reference, a.n, a.seed)
     out = Path(a.out)
-    result: dict[str, Any] = {"kind": a.kind, "arch": a.arch, "batch": a.batch, "width": a.width,
+    result: dict[str, Any] = {"kind": a.kind, "arch": a.arch, "batch": a.batch, "width": a.width, "g_steps": a.g_steps,
                               "data": a.data, "num_images": len(images), "iterations": iters, "cpu_s": cpu,
                               "n": a.n, "real_labels": label_statistics(real_logits)}
     for mode, bs in (("eval", False), ("batch_stats", True)):
