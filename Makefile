@@ -55,10 +55,9 @@ study: $(STAMP)
 
 # pytest-xdist: TEST_WORKERS processes (2 = the 2 cores CI has); TEST_WORKERS=0 runs in one process.
 # --dist loadfile keeps each test file on one worker, so a module-scoped fixture (a trained model) is built once;
-# --no-loadscope-reorder hands the files out in collection order, which tests/conftest.py makes longest first.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # ruff (settings in ruff.toml); .ci/run calls it before the tests.
 lint: $(STAMP)

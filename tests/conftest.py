@@ -34,29 +34,7 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-#: Seconds each of the heaviest test files took (``pytest -n 2 --dist loadfile --durations=0``, summed per file,
-#: 2-core machine, 2026-12-07). ``make test`` hands whole files to its two workers in collection order
-#: (``--no-loadscope-reorder``), so the files are collected longest first: a long file started last would
-#: otherwise leave one worker idle at the end (longest-processing-time-first scheduling). Only the order
-#: changes, never a test; a file missing here runs after these, in its usual order.
-HEAVY_FILE_SECONDS = {
-    "test_parallel.py": 66, "test_faults.py": 54, "test_gan_train.py": 50, "test_train.py": 30,
-    "test_kernels_soft_cross_entropy.py": 27, "test_schedule.py": 21, "test_kernels_assign_labels.py": 21,
-    "test_gan_curve.py": 21, "test_ddp.py": 19, "test_controls.py": 18, "test_domain_bn.py": 16,
-    "test_reliability.py": 15, "test_replicates.py": 11, "test_experiment.py": 11, "test_report.py": 10,
-    "test_weights.py": 10, "test_study.py": 10,
-}
-
-
-def longest_files_first(items: list) -> list:
-    """``items`` reordered so that files run longest first (:data:`HEAVY_FILE_SECONDS`); stable within a file
-    and among the files not listed."""
-    order = {id(item): i for i, item in enumerate(items)}
-    return sorted(items, key=lambda item: (-HEAVY_FILE_SECONDS.get(item.path.name, 0), order[id(item)]))
-
-
 def pytest_collection_modifyitems(config, items):
-    items[:] = longest_files_first(items)
     if cuda_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")

@@ -357,14 +357,3 @@ def test_root_of_replication_holds_only_entry_points_and_shared_basics() -> None
     assert not extra, f"modules at the root of replication/ that belong in a package: {extra}"
     assert len(root) <= 10
 
-
-def test_test_files_are_collected_longest_first(request):
-    """``make test`` hands files to its workers in collection order (tests/conftest.py): the heavy files come
-    first, longest first, and every file's tests stay together."""
-    from conftest import HEAVY_FILE_SECONDS
-
-    names = [item.path.name for item in request.session.items]
-    runs = [n for i, n in enumerate(names) if i == 0 or names[i - 1] != n]   # the file of each contiguous run
-    assert len(runs) == len(set(runs))
-    weights = [HEAVY_FILE_SECONDS.get(f, 0) for f in runs]
-    assert weights == sorted(weights, reverse=True), runs
