@@ -54,7 +54,7 @@ study: $(STAMP)
 	$(BIN)/spl study render $(STUDY) --runs $(RUNS) $(if $(STUDY_SEEDS),--seeds $(STUDY_SEEDS))
 
 # pytest-xdist: TEST_WORKERS processes (2 = the 2 cores CI has); TEST_WORKERS=0 runs in one process.
-# --dist loadfile keeps each test file on one worker, so a module-scoped fixture (a trained model) is built once;
+# --dist loadfile keeps each test file on one worker, so a module-scoped fixture (a trained model) is built once.
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)

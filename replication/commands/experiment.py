@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import click
@@ -11,7 +11,7 @@ import click
 from replication.errors import ConfigError
 from replication.experiments.calibration import fit_experiment
 from replication.experiments.launch import DEFAULT_LAUNCH_CONFIG, load_launch_config, submitit_pool
-from replication.experiments.parallel import process_pool
+from replication.experiments.parallel import local_pool
 from replication.experiments.runner import plan_experiment, run_experiment
 from replication.experiments.spec import ExperimentSpec, load_spec, with_train_overrides
 from replication.experiments.stepfns import GALLERY, QUALITY_FILE
@@ -56,7 +56,7 @@ def _pool(launcher: str, jobs: int, threads: int, runs: Path, launch_config: Pat
           partition: str | None) -> AbstractContextManager[StepPool | None]:
     """Where the steps run: this process (jobs 1), a process pool, or submitit jobs."""
     if launcher == "local":
-        return process_pool(jobs, threads) if jobs > 1 else nullcontext(None)
+        return local_pool(jobs, threads)
     if jobs != 1:
         raise ConfigError(f"--jobs is for --launcher local; with --launcher {launcher} every ready step is a job")
     return submitit_pool(launcher, runs, load_launch_config(launch_config, partition=partition))

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import click
 
-from replication.experiments.parallel import process_pool
+from replication.experiments.parallel import local_pool
 from replication.experiments.steps import DEFAULT_THREADS
 from replication.experiments.study import load_study, run_study
 from replication.report.study import conclusion, format_study_markdown, render_study
@@ -35,7 +34,7 @@ def run_cmd(study: Path, runs: Path, seeds: int | None, data_root: Path | None, 
     """Run every step of every size of STUDY not done yet; then `spl study render STUDY` writes the outputs."""
     t0 = time.perf_counter()
     loaded = load_study(study)
-    with process_pool(jobs, threads) if jobs > 1 else nullcontext(None) as pool:
+    with local_pool(jobs, threads) as pool:
         results = run_study(loaded, runs=runs, seeds=seeds, data_root=data_root, progress=not no_progress,
                             threads=threads, pool=pool)
     total = 0

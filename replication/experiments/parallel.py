@@ -21,7 +21,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 import cloudpickle
@@ -80,4 +80,9 @@ def process_pool(jobs: int, threads: int) -> Iterator[ProcessStepPool]:
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-__all__ = ["ProcessStepPool", "process_pool", "THREAD_ENV"]
+def local_pool(jobs: int, threads: int) -> AbstractContextManager[ProcessStepPool | None]:
+    """``--jobs`` on this machine: :func:`process_pool` for ``jobs`` > 1, else no pool (steps run in this process)."""
+    return process_pool(jobs, threads) if jobs > 1 else nullcontext(None)
+
+
+__all__ = ["ProcessStepPool", "local_pool", "process_pool", "THREAD_ENV"]
