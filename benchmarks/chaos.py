@@ -2,7 +2,7 @@
 then let finish; its metrics and rendered table must equal those of an uninterrupted run, byte for byte.
 
     python benchmarks/chaos.py SPEC --work DIR [--kills 20] [--seed 0] [--exec] [--seeds 1] [--jobs 1] [--set K=V ...]
-                               [--reference RUNS]
+                               [--reference RUNS] [--attempt-timeout S]
 
 1. Reference: the spec runs uninterrupted into ``DIR/reference/runs`` (its wall time ``D`` is measured)
    and ``spl tables render`` writes its table. ``--reference RUNS`` takes an uninterrupted runs folder
@@ -20,9 +20,12 @@ then let finish; its metrics and rendered table must equal those of an uninterru
    differs by construction), the rendered ``<name>.csv`` and the ``<name>.md`` report page up to its
    "Time per step" section (wall times; everything above it: table, verdicts, GAN quality, images).
 
-Attempts are forked from this process after it imported the CLI once (cheap restarts; each attempt is
-a separate process killed with a real SIGKILL); ``--exec`` starts a fresh ``spl`` process instead. The
-test suite calls :func:`main` in its own process, so the attempts also skip the lazy imports.
+Attempts are forked by a ``multiprocessing`` fork server that imported the CLI once (cheap restarts;
+each attempt is a separate process killed with a real SIGKILL); ``--exec`` starts a fresh ``spl``
+process instead. The fork server is a fresh, single-threaded interpreter: forking from the caller
+itself (the test suite's xdist worker, with its BLAS, OpenMP and execnet threads) once left a child
+deadlocked on a lock another thread held at the fork. An attempt left to finish that runs longer than
+``--attempt-timeout`` is killed and reported, so a hung attempt fails the run instead of hanging it.
 Prints one line per kill and a summary: kills survived, steps interrupted (and so re-run), attempts.
 Exit status 0 when every round matches the reference, 1 otherwise.
 """
@@ -30,10 +33,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -47,46 +50,61 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 TIMES_HEADING = b"\n## Time per step"
 
 
-def _spawn(args: list[str], log: Path, use_exec: bool) -> int:
-    """Start ``spl ARGS`` (stdout and stderr to ``log``); returns its pid."""
-    if use_exec:
-        with open(log, "wb") as f:
-            return subprocess.Popen([sys.executable, "-m", "replication.cli", *args], stdout=f, stderr=f).pid
-    pid = os.fork()
-    if pid == 0:  # child: run the command line, never return into the parent's code
-        code = 1
-        try:
-            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            os.dup2(fd, 1)
-            os.dup2(fd, 2)
-            # the parent's sys.stdout may not write to fd 1 (pytest's capture): write to the log
-            sys.stdout = open(1, "w", buffering=1, closefd=False)
-            sys.stderr = open(2, "w", buffering=1, closefd=False)
-            from replication.cli import cli
-            cli.main(args=args, prog_name="spl", standalone_mode=False)
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-        except BaseException:  # report anything, then leave
-            import traceback
-            traceback.print_exc()
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-    return pid
+def _run_cli(args: list[str], log: str) -> None:
+    """An attempt's body in a forked process: ``spl ARGS`` with stdout and stderr to ``log``; never returns."""
+    code = 1
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)
+        sys.stderr = open(2, "w", buffering=1, closefd=False)
+        from replication.cli import cli
+        cli.main(args=args, prog_name="spl", standalone_mode=False)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:  # report anything, then leave
+        import traceback
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
-def _wait(pid: int, timeout: float | None) -> int | None:
-    """Wait up to ``timeout`` s (None: forever) for ``pid``; its exit status, or None if still running."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if deadline is not None and time.monotonic() >= deadline:
-            return None
-        time.sleep(0.01)
+def _fork_server() -> multiprocessing.context.BaseContext:
+    """The ``forkserver`` context, its server preloading the CLI (started on first use, one thread)."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["replication.cli"])
+    return ctx
+
+
+class _Attempt:
+    """One started ``spl`` command line: forked by the fork server, or (``use_exec``) a fresh process."""
+
+    def __init__(self, args: list[str], log: Path, use_exec: bool) -> None:
+        if use_exec:
+            with open(log, "wb") as f:
+                self.proc = subprocess.Popen([sys.executable, "-m", "replication.cli", *args], stdout=f, stderr=f)
+        else:
+            self.proc = _fork_server().Process(target=_run_cli, args=(args, str(log)))
+            self.proc.start()
+
+    def wait(self, timeout: float | None) -> int | None:
+        """Wait up to ``timeout`` s (None: forever); the exit status (−signal if killed), or None if still running."""
+        if isinstance(self.proc, subprocess.Popen):
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return None
+        self.proc.join(timeout)
+        return self.proc.exitcode
+
+    def kill(self) -> None:
+        """SIGKILL, and reap."""
+        self.proc.kill()
+        self.wait(None)
 
 
 def _done_steps(runs: Path) -> set[str]:
@@ -124,10 +142,19 @@ def _results(runs: Path, table_dir: Path, name: str) -> dict[str, bytes]:
     return out
 
 
-def _render(spec: Path, runs: Path, out: Path, sets: list[str], use_exec: bool, log: Path) -> None:
+def _finish(attempt: _Attempt, timeout: float, log: Path) -> int:
+    """Let ``attempt`` run to its end; killed and reported as hung (exit 1) after ``timeout`` s."""
+    code = attempt.wait(timeout)
+    if code is None:
+        attempt.kill()
+        raise SystemExit(f"chaos: an attempt ran longer than {timeout:.0f} s and was killed as hung; see {log}")
+    return code
+
+
+def _render(spec: Path, runs: Path, out: Path, sets: list[str], use_exec: bool, log: Path, timeout: float) -> None:
     args = ["tables", "render", str(spec), "--runs", str(runs), "--out", str(out), "--no-plot",
             *[a for s in sets for a in ("--set", s)]]
-    code = _wait(_spawn(args, log, use_exec), None)
+    code = _finish(_Attempt(args, log, use_exec), timeout, log)
     if code != 0:
         raise SystemExit(f"chaos: rendering {runs} failed (exit {code}); see {log}")
 
@@ -144,11 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--exec", dest="use_exec", action="store_true", help="A fresh spl process per attempt.")
     ap.add_argument("--reference", type=Path, default=None,
                     help="An uninterrupted runs folder of SPEC (same --seeds, --set): the reference, not run again.")
+    ap.add_argument("--attempt-timeout", type=float, default=None,
+                    help="Seconds an attempt left to finish may run before it counts as hung "
+                         "(default: 10 × the reference's wall time, at least 120).")
     a = ap.parse_args(argv)
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
-    if not a.use_exec:
-        import replication.cli  # noqa: F401 - imported once here; every forked attempt reuses it
     name = __import__("yaml").safe_load(a.spec.read_text())["name"]
     shutil.rmtree(a.work, ignore_errors=True)
     a.work.mkdir(parents=True)
@@ -160,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     ref_runs = ref / "runs" if a.reference is None else a.reference
     if a.reference is None:
         t0 = time.monotonic()
-        code = _wait(_spawn([*run_args, "--runs", str(ref_runs)], ref / "run.log", a.use_exec), None)
+        code = _Attempt([*run_args, "--runs", str(ref_runs)], ref / "run.log", a.use_exec).wait(None)
         wall = time.monotonic() - t0
         if code != 0:
             print(f"chaos: the uninterrupted run failed (exit {code}); see {ref / 'run.log'}")
@@ -168,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds = _step_seconds(ref_runs)
     if a.reference is not None:
         wall = sum(seconds.values())
-    _render(a.spec, ref_runs, ref / "table", a.sets, a.use_exec, ref / "render.log")
+    timeout = a.attempt_timeout if a.attempt_timeout is not None else max(120.0, 10 * wall)
+    _render(a.spec, ref_runs, ref / "table", a.sets, a.use_exec, ref / "render.log", timeout)
     expected = _results(ref_runs, ref / "table", name)
     print(f"reference: {len(_done_steps(ref_runs))} steps in {wall:.1f} s wall; "
           f"{sum(k.endswith('metrics.json') for k in expected)} metrics files")
@@ -187,14 +216,14 @@ def main(argv: list[str] | None = None) -> int:
         while True:
             attempts += 1
             before = _done_steps(runs) if runs.exists() else set()
-            pid = _spawn([*run_args, "--runs", str(runs)], work / f"attempt-{attempts}.log", a.use_exec)
+            log = work / f"attempt-{attempts}.log"
+            attempt = _Attempt([*run_args, "--runs", str(runs)], log, a.use_exec)
             if kills < a.kills:
                 left = sum(t for k, t in seconds.items() if k not in before)  # the reference's time still to run
                 delay = rng.uniform(0.0, mult * max(left, 0.05) / (a.kills - kills))
-                code = _wait(pid, delay)
+                code = attempt.wait(delay)
                 if code is None:
-                    os.kill(pid, signal.SIGKILL)
-                    _wait(pid, None)
+                    attempt.kill()
                     kills += 1
                     done = _done_steps(runs) if runs.exists() else set()
                     cut = (_started_steps(runs) - done) if runs.exists() else set()
@@ -208,12 +237,12 @@ def main(argv: list[str] | None = None) -> int:
                           f"interrupted {', '.join(sorted(c.split('/')[-1] for c in cut)) or '(between steps)'}")
                     continue
             else:
-                code = _wait(pid, None)
+                code = _finish(attempt, timeout, log)
             if code != 0:
-                print(f"chaos: attempt {attempts} exited {code}; see {work / f'attempt-{attempts}.log'}")
+                print(f"chaos: attempt {attempts} exited {code}; see {log}")
                 return 1
             break
-        _render(a.spec, runs, work / "table", a.sets, a.use_exec, work / "render.log")
+        _render(a.spec, runs, work / "table", a.sets, a.use_exec, work / "render.log", timeout)
         got = _results(runs, work / "table", name)
         same = got == expected
         rounds_ok &= same

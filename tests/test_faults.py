@@ -394,17 +394,17 @@ def test_a_read_only_output_is_refused_before_any_work(micro, chain, tmp_path):
 
 # ------------------------------------------------------------------------------- 3. chaos
 def load_chaos():
-    """``benchmarks/chaos.py`` as a module (benchmarks/ is no package)."""
-    spec = importlib.util.spec_from_file_location("chaos_harness", REPO / "benchmarks" / "chaos.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """``benchmarks/chaos.py`` as the module ``chaos`` (benchmarks/ is no package). It is imported by name,
+    with benchmarks/ on ``sys.path``, because its fork server unpickles each attempt's function by name."""
+    if str(REPO / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+    return importlib.import_module("chaos")
 
 
 def test_chaos_twenty_sigkills_give_the_uninterrupted_results(chain, tmp_path, capsys):
     """``spl experiment run`` on the chaos spec killed with SIGKILL 20 times at seeded random instants, restarted
     each time, then let finish (benchmarks/chaos.py): metrics and table byte-identical to the uninterrupted
-    chain. Each attempt is a process forked from this one (which has loaded everything), killed for real."""
+    chain. Each attempt is a process forked by the harness's single-threaded fork server, killed for real."""
     spec, runs = chain
     code = load_chaos().main([str(spec), "--work", str(tmp_path / "chaos"), "--kills", "20", "--seed", "0",
                               "--reference", str(runs)])
@@ -413,3 +413,12 @@ def test_chaos_twenty_sigkills_give_the_uninterrupted_results(chain, tmp_path, c
     assert code == 0, out[-3000:]
     summary = out.strip().splitlines()[-1]
     assert summary.startswith("chaos summary: 20 kills survived") and "results identical" in summary, summary
+
+
+def test_chaos_reports_a_hung_attempt_instead_of_waiting_forever(chain, tmp_path):
+    """An attempt left to finish that outlives ``--attempt-timeout`` is killed and named (the harness once
+    waited forever on a deadlocked attempt)."""
+    spec, runs = chain
+    with pytest.raises(SystemExit, match=r"ran longer than 0 s and was killed as hung; see .*\.log"):
+        load_chaos().main([str(spec), "--work", str(tmp_path / "chaos"), "--kills", "0",
+                           "--reference", str(runs), "--attempt-timeout", "0.01"])
