@@ -243,7 +243,7 @@ class GanTrainer:
         self.device = resolve_device(cfg.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        self.rank, self.world = gdist.init(self.device)
+        self.rank, self.world, self.owns_group = gdist.init(self.device)
         self.main = self.rank == 0
         self.ckpt_path = self.out / CHECKPOINT
         self._build(transform)
@@ -549,6 +549,8 @@ class GanTrainer:
         finally:
             self._bar.close()
         self._finish()
+        if self.owns_group:  # this trainer joined the group: it leaves it (a caller's group stays)
+            gdist.leave()
         if not self.last_logs and self.window_count:
             self.last_logs = self._window_means()
         return TrainResult(status=self.status, iteration=self.iteration, total_iters=self.total,

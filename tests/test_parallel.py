@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -97,37 +98,41 @@ def test_serial_steps_run_with_their_threads_and_restore(tmp_path):
 # ------------------------------------------------------------------------------- process pool
 
 
+@pytest.fixture(scope="module")
+def pool2():
+    """One pool of 2 one-thread workers for the scheduler tests (its workers start once: each imports torch)."""
+    with process_pool(2, 1) as pool:
+        yield pool
+
+
 @pytest.mark.slow
-def test_pool_runs_independent_steps_concurrently_in_dependency_order(tmp_path):
+def test_pool_runs_independent_steps_concurrently_in_dependency_order(pool2, tmp_path):
     runs, sync = tmp_path / "runs", tmp_path / "sync"
     sync.mkdir()
     # b (after a) and c wait for each other: they only finish if they run at the same time
     a, b, c, d = _chain(tmp_path, b={"mark": sync / "b", "wait_for": sync / "c"},
                         c={"mark": sync / "c", "wait_for": sync / "b"})
     pin_threads([d], 1)
-    with process_pool(2, 1) as pool:
-        records = execute([d], runs, pool=pool, progress=False)
+    records = execute([d], runs, pool=pool2, progress=False)
     assert [r.step.kind for r in records] == ["a", "b", "c", "d"] and all(r.status == "ran" for r in records)
     assert (d.path(runs) / "out.txt").read_text() == "d(b(a()),c())"
     assert all((s.path(runs) / "threads.txt").read_text() == "1" for s in (a, b, c, d))
     assert all((s.path(runs) / DONE).is_file() for s in (a, b, c, d))
     # finished steps are skipped by the parent, without a worker
-    with process_pool(2, 1) as pool:
-        again = execute([d], runs, pool=pool, progress=False)
+    again = execute([d], runs, pool=pool2, progress=False)
     assert all(r.status == "skipped" for r in again)
     # deleting b's done re-runs b and its dependent d, nothing else (the serial runner's rule)
     before = {s.kind: (s.path(runs) / DONE).stat().st_mtime_ns for s in (a, c)}
     (b.path(runs) / DONE).unlink()
     (sync / "c").unlink()
     b.fn = _writer("b")  # c is not running this time: b must not wait for it
-    with process_pool(2, 1) as pool:
-        third = execute([d], runs, pool=pool, progress=False)
+    third = execute([d], runs, pool=pool2, progress=False)
     assert {r.step.kind: r.status for r in third} == {"a": "skipped", "b": "ran", "c": "skipped", "d": "ran"}
     assert before == {s.kind: (s.path(runs) / DONE).stat().st_mtime_ns for s in (a, c)}
 
 
 @pytest.mark.slow
-def test_pool_failure_stops_submissions_lets_running_finish_and_resumes(tmp_path):
+def test_pool_failure_stops_submissions_lets_running_finish_and_resumes(pool2, tmp_path):
     runs, sync, flag = tmp_path / "runs", tmp_path / "sync", tmp_path / "fail-b"
     sync.mkdir()
     flag.write_text("x")
@@ -147,8 +152,8 @@ def test_pool_failure_stops_submissions_lets_running_finish_and_resumes(tmp_path
                 fut.add_done_callback(lambda f: (sync / "b-failed").write_text("x"))
             return fut
 
-    with process_pool(2, 1) as pool, pytest.raises(StepFailedError) as err:
-        execute([d], runs, pool=Watch(pool), progress=False)
+    with pytest.raises(StepFailedError) as err:
+        execute([d], runs, pool=Watch(pool2), progress=False)
     msg = str(err.value)
     assert "\n" not in msg and "step 'b' failed: ValueError: b was told to fail" in msg
     assert f"traceback: {b.path(runs) / ERROR_LOG}" in msg and "1 steps not started" in msg
@@ -157,8 +162,7 @@ def test_pool_failure_stops_submissions_lets_running_finish_and_resumes(tmp_path
     assert not (b.path(runs) / DONE).exists() and not d.path(runs).exists()  # d never submitted
     # fixed: the same call resumes, running only b and d; b's error.log is gone
     flag.unlink()
-    with process_pool(2, 1) as pool:
-        records = execute([d], runs, pool=pool, progress=False)
+    records = execute([d], runs, pool=pool2, progress=False)
     assert {r.step.kind: r.status for r in records} == {"a": "skipped", "b": "ran", "c": "skipped", "d": "ran"}
     assert not (b.path(runs) / ERROR_LOG).exists()
     assert (d.path(runs) / "out.txt").read_text() == "d(b(a()),c())"
@@ -199,15 +203,26 @@ def _results(runs: Path) -> dict[str, bytes]:
     return out
 
 
+#: The rows of the end-to-end runs: a GAN, its samples, baseline scores, SPL and smooth labels, three trainings.
+TINY_ROWS = ["--only", "baseline", "--only", "smooth/dcgan", "--only", "spl/dcgan"]
+
+
+@pytest.fixture(scope="module")
+def tiny_serial(tmp_path_factory):
+    """The small spec's three rows run in process with --jobs 1: the reference of both end-to-end tests."""
+    tmp = tmp_path_factory.mktemp("serial")
+    spec = _tiny_spec(tmp)
+    _run([str(spec), "--runs", str(tmp / "runs"), "--jobs", "1", *TINY_ROWS])
+    return spec, tmp / "runs"
+
+
 @pytest.mark.slow
-def test_jobs_2_gives_the_bytes_of_jobs_1(tmp_path):
+def test_jobs_2_gives_the_bytes_of_jobs_1(tiny_serial, tmp_path):
     """The same small spec (a GAN, its samples, baseline scores, SPL and smooth labels, three trainings,
     metrics) run with --jobs 1 and --jobs 2 into two runs folders: identical results, byte for byte."""
-    spec = _tiny_spec(tmp_path)
-    only = ["--only", "baseline", "--only", "smooth/dcgan", "--only", "spl/dcgan"]
-    _run([str(spec), "--runs", str(tmp_path / "serial"), "--jobs", "1", *only])
-    _run([str(spec), "--runs", str(tmp_path / "parallel"), "--jobs", "2", *only])
-    serial, parallel = _results(tmp_path / "serial"), _results(tmp_path / "parallel")
+    spec, serial_runs = tiny_serial
+    _run([str(spec), "--runs", str(tmp_path / "parallel"), "--jobs", "2", *TINY_ROWS])
+    serial, parallel = _results(serial_runs), _results(tmp_path / "parallel")
     assert sum(k.endswith("metrics.json") for k in serial) == 6 and sum(k.endswith("preds.npz") for k in serial) == 4
     assert serial.keys() == parallel.keys()
     assert [k for k in serial if serial[k] != parallel[k]] == []
@@ -216,16 +231,21 @@ def test_jobs_2_gives_the_bytes_of_jobs_1(tmp_path):
 
 
 @pytest.mark.slow
-def test_submitit_local_executor_gives_the_in_process_results(tmp_path):
+def test_submitit_local_executor_gives_the_in_process_results(tiny_serial, tmp_path):
     """--launcher submitit-local (each step a submitit job on this machine: the SLURM code path without
-    SLURM) against the in-process runner on the baseline row: same run directories, same bytes."""
-    spec = _tiny_spec(tmp_path)
-    _run([str(spec), "--runs", str(tmp_path / "inproc"), "--only", "baseline"])
-    _run([str(spec), "--runs", str(tmp_path / "jobs"), "--only", "baseline", "--launcher", "submitit-local"])
-    inproc, jobs = _results(tmp_path / "inproc"), _results(tmp_path / "jobs")
-    assert sum(k.endswith("metrics.json") for k in inproc) == 2 and inproc.keys() == jobs.keys()
-    assert [k for k in inproc if inproc[k] != jobs[k]] == []
-    assert len(list((tmp_path / "jobs" / ".submitit").glob("*/*_result.pkl"))) == 4  # shards ×2, train, metrics
+    SLURM) against the in-process runner on the baseline row: same run directories, same bytes. The two
+    shard steps are copied from the in-process run (done), so the jobs are the training (a ``train`` kind,
+    GPU resources on SLURM) and, after it, its metrics (a CPU kind)."""
+    spec, serial_runs = tiny_serial
+    jobs_runs = tmp_path / "jobs"
+    for shards in serial_runs.glob("*/shards-*"):
+        shutil.copytree(shards, jobs_runs / shards.relative_to(serial_runs))
+    _run([str(spec), "--runs", str(jobs_runs), "--only", "baseline", "--launcher", "submitit-local"])
+    inproc, jobs = _results(serial_runs), _results(jobs_runs)
+    assert sum(k.endswith("metrics.json") for k in jobs) == 2 and jobs.keys() <= inproc.keys()
+    assert [k for k in jobs if inproc[k] != jobs[k]] == []
+    results = sorted((jobs_runs / ".submitit").glob("*/*_result.pkl"))
+    assert len(results) == 2  # train, then metrics
 
 
 def test_cli_run_rejects_unhashed_threads_and_jobs_with_slurm(tmp_path):
