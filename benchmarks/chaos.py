@@ -73,10 +73,17 @@ def _run_cli(args: list[str], log: str) -> None:
         os._exit(code)
 
 
+#: What the fork server imports once: the CLI and the modules its steps import lazily (scikit-learn for
+#: digits-mosaic, the training loop, torch's optimizers' dynamo, matplotlib for the plots), so each attempt
+#: spends its time in the steps, where the kills are aimed. None of them starts a thread at import.
+PRELOAD = ["replication.cli", "replication.experiments.stepfns", "replication.training.loop",
+           "replication.report.plots", "sklearn.datasets", "torch._dynamo"]
+
+
 def _fork_server() -> multiprocessing.context.BaseContext:
-    """The ``forkserver`` context, its server preloading the CLI (started on first use, one thread)."""
+    """The ``forkserver`` context, its server preloading :data:`PRELOAD` (started on first use, one thread)."""
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["replication.cli"])
+    ctx.set_forkserver_preload(PRELOAD)
     return ctx
 
 
