@@ -148,3 +148,27 @@ def test_bench_train_quick_reports_gflops_against_gemm(tmp_path):
     assert row["gflop_per_step"] == pytest.approx(want / 1e9, abs=1e-4)
     assert row["gflops"] == pytest.approx(row["gflop_per_step"] / row["step_s"]["median"], rel=0.01)
     assert row["gemm_ratio"] == pytest.approx(row["gflops"] / row["gemm_gflops"], rel=0.01)
+
+
+def test_profile_ops_counts_calls_and_splits_the_self_time():
+    """A call of one 384² matmul and two small adds: the matmul leads by self time, each op's calls per
+    call are counted, the shares add up to 1, and the ops past ``top`` are summed into "(other)"."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(384, 384, generator=gen), torch.randn(384, 384, generator=gen)
+    x = torch.zeros(8)
+
+    def fn():
+        torch.mm(a, b)
+        torch.add(x, 1)
+        torch.add(x, 2)
+        torch.neg(x)
+
+    rows = harness.profile_ops(fn, iters=3, top=2)
+    ops = {r["op"]: r for r in rows}
+    assert rows[0]["op"] == "aten::mm" and ops["aten::mm"]["calls_per_iter"] == 1
+    assert rows[-1]["op"] == "(other)" and len(rows) == 3
+    assert sum(r["share"] for r in rows) == pytest.approx(1.0, abs=1e-3)
+    everything = {r["op"]: r for r in harness.profile_ops(fn, iters=3, top=100)}
+    assert everything["aten::add"]["calls_per_iter"] == 2 and everything["aten::neg"]["calls_per_iter"] == 1
+    assert "(other)" not in everything
+    assert everything["aten::mm"]["share"] > everything["aten::add"]["share"]

@@ -156,17 +156,21 @@ def test_gemm_gflops_is_positive_and_finite():
 def test_bench_gan_quick_reports_a_consistent_ratio(tmp_path):
     out = tmp_path / "gan.json"
     res = CliRunner().invoke(cli_main, ["bench", "gan", "--quick", "--threads", "1", "--modes", "eager",
-                                        "--out", str(out)])
+                                        "--profile", "1", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "% of fp32 GEMM" in res.output
     data = json.loads(out.read_text())
-    assert data["conditions"]["gemm_n"] == 256
+    assert data["conditions"]["gemm_n"] == 256 and data["conditions"]["profile_iters"] == 1
     for r in data["results"]:
         assert "error" not in r, r
         want = gan_bench.count_flops(_quick_step(r["arch"]))
         assert r["gflop_per_iter"] == pytest.approx(want / 1e9, abs=1e-4)
         assert r["gflops"] == pytest.approx(r["gflop_per_iter"] / r["iter_s"]["median"], rel=0.01)
         assert r["gemm_ratio"] == pytest.approx(r["gflops"] / r["gemm_gflops"], rel=0.01)
+        # the op profile: shares of the self time add up to 1; the convolutions' backward is among the top ops
+        ops = {op["op"]: op for op in r["profile"]}
+        assert sum(op["share"] for op in r["profile"]) == pytest.approx(1.0, abs=0.01)
+        assert "aten::convolution_backward" in ops and f"{ops['aten::convolution_backward']['op']}" in res.output
 
 
 def _quick_step(arch: str):

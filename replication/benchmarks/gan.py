@@ -66,6 +66,7 @@ class GanConfig:
     quick: bool = False
     presets: tuple[str, ...] = ()   # GAN presets whose arch/size/width/batch make the cases (instead of sizes)
     gemm_n: int = GEMM_N
+    profile: int = 0                # iterations profiled op by op after each eager row (0: none)
 
     def __post_init__(self) -> None:
         if self.quick:
@@ -119,12 +120,13 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
 
 def bench_one(arch: str, size: int, mode: str, *, width: int, batch: int, iters: int, warmup: int,
               device: torch.device, time_limit: float | None = None, flops: int | None = None,
-              gemm_n: int | None = None) -> dict[str, Any]:
+              gemm_n: int | None = None, profile: int = 0) -> dict[str, Any]:
     """Time one (arch, size, mode); returns a result row (with ``error`` instead of timings on failure).
 
     ``time_limit`` (seconds, warm-up included) turns a row that hangs — e.g. a pathological compile —
     into a recorded ``RowTimeout`` error. ``flops`` (per iteration; counted here when None) and
-    ``gemm_n`` (None: no GEMM reference) add the achieved-vs-GEMM fields.
+    ``gemm_n`` (None: no GEMM reference) add the achieved-vs-GEMM fields. ``profile`` > 0 adds, to an
+    eager row, the op-by-op profile of that many more iterations (:func:`~harness.profile_ops`).
     """
     if mode != "eager":
         torch._dynamo.reset()  # each row compiles from scratch (no shapes carried over from another size)
@@ -133,7 +135,7 @@ def bench_one(arch: str, size: int, mode: str, *, width: int, batch: int, iters:
     try:
         with _time_limit(time_limit):
             _run_row(row, arch, size, mode, width=width, batch=batch, iters=iters, warmup=warmup, device=device,
-                     flops=flops, gemm_n=gemm_n)
+                     flops=flops, gemm_n=gemm_n, profile=profile if mode == "eager" else 0)
     except Exception as e:  # recorded, never skipped silently
         row["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:500]
     return row
@@ -198,8 +200,8 @@ def case_flops(arch: str, size: int, *, width: int, batch: int, device: torch.de
 
 
 def _run_row(row: dict, arch: str, size: int, mode: str, *, width: int, batch: int, iters: int, warmup: int,
-             device: torch.device, flops: int | None = None, gemm_n: int | None = None) -> None:
-    """Build, warm up and time one row; fills ``row`` in place."""
+             device: torch.device, flops: int | None = None, gemm_n: int | None = None, profile: int = 0) -> None:
+    """Build, warm up and time one row (then profile it, ``profile`` > 0); fills ``row`` in place."""
     step = _build_step(arch, size, mode, width=width, batch=batch, device=device)
     gemm_before = gemm_gflops(device, gemm_n) if gemm_n else None
     timing = harness.time_calls(step, warmup=warmup, reps=iters, sync=harness.device_sync(device))
@@ -213,6 +215,8 @@ def _run_row(row: dict, arch: str, size: int, mode: str, *, width: int, batch: i
         gemm = (gemm_before + gemm_gflops(device, gemm_n)) / 2
         row.update(gflop_per_iter=round(flops / 1e9, 4),
                    **achieved_vs_gemm(flops, harness.percentile(timing.samples, 50), gemm))
+    if profile:
+        row["profile"] = harness.profile_ops(step, iters=profile)
 
 
 def run_gan(cfg: GanConfig, on_row: Callable[[dict], None] | None = None) -> dict[str, Any]:
@@ -228,7 +232,7 @@ def run_gan(cfg: GanConfig, on_row: Callable[[dict], None] | None = None) -> dic
                 flops = None
         for m in cfg.modes:
             rows.append(bench_one(a, s, m, width=w, batch=b, iters=cfg.iters, warmup=cfg.warmup, device=dev,
-                                  time_limit=cfg.row_timeout, flops=flops, gemm_n=cfg.gemm_n))
+                                  time_limit=cfg.row_timeout, flops=flops, gemm_n=cfg.gemm_n, profile=cfg.profile))
             if on_row is not None:
                 on_row(rows[-1])
     for r in rows:
@@ -238,5 +242,5 @@ def run_gan(cfg: GanConfig, on_row: Callable[[dict], None] | None = None) -> dic
             r["speedup_vs_eager"] = round(r["iter_per_s"] / ref["iter_per_s"], 3)
     conditions = {"sizes": list(cfg.sizes), "modes": list(cfg.modes), "width": cfg.width, "batch": cfg.batch,
                   "iters": cfg.iters, "warmup": cfg.warmup, "row_timeout_s": cfg.row_timeout, "quick": cfg.quick,
-                  "presets": list(cfg.presets), "gemm_n": cfg.gemm_n}
+                  "presets": list(cfg.presets), "gemm_n": cfg.gemm_n, "profile_iters": cfg.profile}
     return harness.record("gan", harness.machine_info(dev), conditions, rows)

@@ -157,6 +157,9 @@ def _show_gan_row(r: dict) -> None:
         what += (f"; {1e3 * r['iter_s']['median']:.1f} ms/it, {r['gflop_per_iter']:.3f} GFLOP/it, "
                  f"{r['gflops']:.1f} GFLOP/s = {100 * r['gemm_ratio']:.0f}% of fp32 GEMM {r['gemm_gflops']:.1f}")
     click.echo(f"{r['arch']:8s} {r['size']:3d} w{r['width']} b{r['batch']} {r['mode']:10s} {what}")
+    for op in r.get("profile", ()):
+        click.echo(f"    {100 * op['share']:5.1f}%  {op['ms_per_iter']:8.2f} ms/it  "
+                   f"{op['calls_per_iter']:7.1f} calls/it  {op['op']}")
 
 
 @command.command(name="gan")
@@ -176,9 +179,11 @@ def _show_gan_row(r: dict) -> None:
               "whose arch, size, width and batch make the cases, instead of --sizes/--width/--batch.")
 @click.option("--gemm-n", type=click.IntRange(min=0), default=harness.GEMM_N, show_default=True,
               help="Side of the fp32 reference matmul timed beside each row (0: no GEMM reference).")
+@click.option("--profile", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Profile this many more iterations of each eager row op by op (torch.profiler; 0: no profile).")
 @click.option("--quick", is_flag=True, help="Tiny settings for tests: size 32, width 8, batch 8, 2+1 iterations.")
 def gan_command(out, results_dir, sizes, modes, width, batch, iters, warmup, device, row_timeout, threads,
-                presets, gemm_n, quick) -> None:
+                presets, gemm_n, profile, quick) -> None:
     """Images/s of a GAN training step, eager vs torch.compile (and CUDA graphs on GPU), and its counted
     GFLOP/s against an fp32 GEMM on the same threads."""
     if threads is not None:
@@ -187,7 +192,7 @@ def gan_command(out, results_dir, sizes, modes, width, batch, iters, warmup, dev
         cfg = gan_bench.GanConfig(sizes=tuple(int(s) for s in str(sizes).split(",") if s.strip()),
                                   modes=_split(modes), width=width, batch=batch, iters=iters, warmup=warmup,
                                   device=device, row_timeout=row_timeout, quick=quick,
-                                  presets=_split(presets) or (), gemm_n=gemm_n)
+                                  presets=_split(presets) or (), gemm_n=gemm_n, profile=profile)
     except ConfigError as e:
         raise click.BadParameter(str(e), param_hint="--modes") from e
     result = gan_bench.run_gan(cfg, on_row=_show_gan_row)
