@@ -168,6 +168,47 @@ def test_pool_failure_stops_submissions_lets_running_finish_and_resumes(pool2, t
     assert (d.path(runs) / "out.txt").read_text() == "d(b(a()),c())"
 
 
+@pytest.mark.slow
+def test_pool_submits_no_more_steps_than_its_workers(pool2, tmp_path):
+    """Four independent steps on 2 workers: at most 2 are submitted at a time (a submitted step is a running
+    one, so the bar's "running" is true), and after a failure the ready steps not yet submitted never start
+    (a process pool would otherwise run its queued steps after the failure)."""
+    runs, sync, flag = tmp_path / "runs", tmp_path / "sync", tmp_path / "fail-a"
+    sync.mkdir()
+    flag.write_text("x")
+    a = Step("a", "g", {}, _writer("a", fail_if=flag), label="a")
+    b = Step("b", "g", {}, _writer("b", mark=sync / "b", wait_for=sync / "a-failed"), label="b")
+    c = Step("c", "g", {}, _writer("c"), label="c")
+    e = Step("e", "g", {}, _writer("e"), label="e")
+
+    class Count:
+        """Pool wrapper: the most steps submitted and not yet finished; tells b when a has failed."""
+
+        def __init__(self, pool):
+            self.pool, self.capacity, self.futures, self.most = pool, pool.capacity, [], 0
+
+        def submit(self, step, runs_, force):
+            self.most = max(self.most, 1 + sum(not f.done() for f in self.futures))
+            fut = self.pool.submit(step, runs_, force)
+            self.futures.append(fut)
+            if step.kind == "a":
+                fut.add_done_callback(lambda f: (sync / "a-failed").write_text("x"))
+            return fut
+
+    counted = Count(pool2)
+    with pytest.raises(StepFailedError, match="step 'a' failed: ValueError: a was told to fail.*; 2 steps not started"):
+        execute([a, b, c, e], runs, pool=counted, progress=False)
+    assert (b.path(runs) / DONE).is_file()  # b was running: it finished
+    assert not c.path(runs).exists() and not e.path(runs).exists()  # ready, never submitted
+    assert counted.most == 2
+    flag.unlink()
+    (sync / "a-failed").write_text("x")
+    again = Count(pool2)
+    records = execute([a, b, c, e], runs, pool=again, progress=False)
+    assert {r.step.kind: r.status for r in records} == {"a": "ran", "b": "skipped", "c": "ran", "e": "ran"}
+    assert again.most == 2
+
+
 # ------------------------------------------------------------------------------- the CLI, end to end
 
 

@@ -53,10 +53,12 @@ def _init_worker(threads: int, parent: int) -> None:
 
 
 class ProcessStepPool:
-    """Steps run by ``run_pickled`` in a spawn-started process pool."""
+    """Steps run by ``run_pickled`` in a spawn-started process pool; ``capacity`` is its worker count, so
+    the scheduler submits no more steps than can run (a submitted step is a running one)."""
 
-    def __init__(self, executor: ProcessPoolExecutor) -> None:
+    def __init__(self, executor: ProcessPoolExecutor, capacity: int) -> None:
         self.executor = executor
+        self.capacity = capacity
 
     def submit(self, step: Step, runs: Path, force: bool) -> Future[bool]:
         """Pickle ``step`` (with its input steps) and run it in a worker."""
@@ -75,7 +77,7 @@ def process_pool(jobs: int, threads: int) -> Iterator[ProcessStepPool]:
     executor = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init_worker, initargs=(threads, os.getpid()))
     try:
-        yield ProcessStepPool(executor)
+        yield ProcessStepPool(executor, jobs)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
 

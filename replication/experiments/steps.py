@@ -31,9 +31,11 @@ of ``step.yaml``, and the step runs with exactly that many torch threads, wherev
 Concurrency: with a :class:`StepPool` (a process pool, :mod:`replication.experiments.parallel`;
 a SLURM or local submitit executor, :mod:`replication.experiments.launch`) :func:`execute` submits
 every step whose inputs are finished, as soon as they are, so independent steps run at the same
-time; the rules above are unchanged (a step whose input ran this invocation is re-run; locks, the
-``done`` marker last). The first failing step stops new submissions; the running ones finish, so
-every finished step keeps its ``done`` and the same command resumes. The failure is raised as one
+time — at most ``pool.capacity`` at once when the pool has one (a process pool: its worker count),
+so a submitted step is a running step; the rules above are unchanged (a step whose input ran this
+invocation is re-run; locks, the ``done`` marker last). The first failing step stops new
+submissions; the running ones finish, so every finished step keeps its ``done`` and the same
+command resumes. The failure is raised as one
 :class:`StepFailedError` line naming the step, with its traceback in ``<run dir>/error.log``.
 """
 from __future__ import annotations
@@ -297,7 +299,11 @@ def run_pickled(blob: bytes, runs: str, force: bool) -> bool:
 
 
 class StepPool(Protocol):
-    """Somewhere to run steps concurrently: ``submit`` returns a future of :func:`run_step`'s result."""
+    """Somewhere to run steps concurrently: ``submit`` returns a future of :func:`run_step`'s result.
+
+    A pool may have a ``capacity`` attribute (an int): :func:`execute` then keeps at most that many
+    steps submitted at once (without one, every ready step is submitted: a cluster queues them).
+    """
 
     def submit(self, step: Step, runs: Path, force: bool) -> Future[bool]:
         """Start ``run_step(step, runs, force=force)``."""
@@ -313,7 +319,8 @@ def execute(steps: Sequence[Step], runs: str | Path, *, pool: StepPool | None = 
     """Run ``steps`` (and their ancestors) in dependency order, skipping finished ones (module docstring).
 
     Without ``pool`` the steps run one after another in this process, and an error propagates as
-    is. With one, every step whose inputs are finished is submitted at once (module docstring).
+    is. With one, every step whose inputs are finished is submitted at once, up to the pool's
+    ``capacity`` (module docstring).
     """
     runs = Path(runs)
     order = toposort(steps)
@@ -340,8 +347,11 @@ def _execute_serial(order: list[Step], runs: Path, progress: bool) -> list[StepR
 
 
 def _execute_pool(order: list[Step], runs: Path, pool: StepPool, progress: bool) -> list[StepRecord]:
-    """The scheduler: submit ready steps, collect finished ones; the first failure stops submissions."""
+    """The scheduler: submit ready steps (at most ``pool.capacity`` at a time), collect finished ones; the
+    first failure stops submissions."""
+    capacity: int | None = getattr(pool, "capacity", None)
     status: dict[str, StepRecord] = {}
+    must_run: set[str] = set()  # ready steps found not done, waiting for a free slot (checked once)
     pending = list(order)
     running: dict[Future[bool], tuple[Step, float]] = {}
     failures: list[tuple[Step, BaseException]] = []
@@ -359,9 +369,14 @@ def _execute_pool(order: list[Step], runs: Path, pool: StepPool, progress: bool)
                     waiting.append(step)
                     continue
                 stale = any(status[d.key].status == "ran" for d in step.inputs.values())
-                if not stale and step.is_done(runs):
-                    status[step.key] = StepRecord(step, "skipped", 0.0, step.path(runs))
-                    bar.update()
+                if step.key not in must_run:
+                    if not stale and step.is_done(runs):
+                        status[step.key] = StepRecord(step, "skipped", 0.0, step.path(runs))
+                        bar.update()
+                        continue
+                    must_run.add(step.key)
+                if capacity is not None and len(running) >= capacity:  # no free slot: it stays ready
+                    waiting.append(step)
                     continue
                 log.info("start %s", step.describe())
                 running[pool.submit(step, runs, stale)] = (step, time.perf_counter())
