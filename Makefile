@@ -43,6 +43,13 @@ demo-full: $(STAMP)
 	$(BIN)/spl experiment run tables/specs/demo-full.yaml --runs $(RUNS) --seeds $(DEMO_SEEDS) --jobs $(DEMO_JOBS)
 	$(BIN)/spl tables render tables/specs/demo-full.yaml --runs $(RUNS) --seeds $(DEMO_SEEDS)
 
+# demo-full on the second seed set (5-9; its DCGAN rows are demo-reproduce's), every verdict compared between
+# the two sets → tables/out/demo-full_reproduce.md.
+.PHONY: demo-full-reproduce
+demo-full-reproduce: $(STAMP)
+	$(BIN)/spl experiment run tables/specs/demo-full.yaml --runs $(RUNS) --seeds $(DEMO_SEEDS) --seed-start $(DEMO_SEEDS) --jobs $(DEMO_JOBS)
+	$(BIN)/spl tables reproduce tables/specs/demo-full.yaml --runs $(RUNS) --seeds $(DEMO_SEEDS) --seed-sets 0,$(DEMO_SEEDS)
+
 # The study beyond the paper (issues #13, #19): Δ mAP of SPL, smooth and the real ceiling vs the baseline against
 # the labelled-set size → tables/out/study.md, .csv, .png. STUDY_SEEDS (optional) overrides the spec's `seeds`.
 STUDY ?= tables/specs/study.yaml
@@ -52,6 +59,14 @@ STUDY_SEEDS ?=
 study: $(STAMP)
 	$(BIN)/spl study run $(STUDY) --runs $(RUNS) --jobs $(STUDY_JOBS) $(if $(STUDY_SEEDS),--seeds $(STUDY_SEEDS))
 	$(BIN)/spl study render $(STUDY) --runs $(RUNS) $(if $(STUDY_SEEDS),--seeds $(STUDY_SEEDS))
+
+# The study on a second, disjoint seed set (STUDY_SET seeds from STUDY_SET), every size's and row's verdict compared
+# between the two sets → tables/out/study_reproduce.md (a verdict that flips is unstable).
+STUDY_SET ?= 5
+.PHONY: study-reproduce
+study-reproduce: $(STAMP)
+	$(BIN)/spl study run $(STUDY) --runs $(RUNS) --jobs $(STUDY_JOBS) --seeds $(STUDY_SET) --seed-start $(STUDY_SET)
+	$(BIN)/spl study reproduce $(STUDY) --runs $(RUNS) --seeds $(STUDY_SET) --seed-sets 0,$(STUDY_SET)
 
 # pytest-xdist: TEST_WORKERS processes (2 = the 2 cores CI has); TEST_WORKERS=0 runs in one process.
 # --dist loadfile keeps each test file on one worker, so a module-scoped fixture (a trained model) is built once.

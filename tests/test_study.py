@@ -33,6 +33,7 @@ from replication.report.study import (
     conclusion,
     figure_series,
     format_study_csv,
+    study_reproduction_report,
     write_study,
 )
 
@@ -179,6 +180,51 @@ def test_only_the_studys_seeds_count(synthetic):
     assert two.baseline[250] == {0: 60.0, 1: 64.0} and two.deltas[(500, "spl/dcgan")].n == 2
     five = collect_study(study, runs, seeds=5)
     assert five.deltas[(250, "spl/dcgan")].n == 5 and five.deltas[(500, "spl/dcgan")].n == 3
+
+
+def _second_set(study, runs, flip: bool) -> None:
+    """Seeds 3–5 of every size: the first set's numbers again, except (``flip``) spl at N = 500 made worse."""
+    for n, spec in study_specs(study).items():
+        for s, b in enumerate(BASE_MAP[n]):
+            _write_run(runs, spec, "baseline", 3 + s, b)
+        for row, by_n in GAIN.items():
+            for s, off in enumerate(by_n[n]):
+                off = -off if flip and (row, n) == ("spl/dcgan", 500) else off
+                _write_run(runs, spec, row, 3 + s, BASE_MAP[n][s] + off)
+
+
+def test_a_second_seed_set_is_collected_on_its_own(synthetic):
+    """``seed_start`` picks seeds ``seed_start`` … ``seed_start + seeds − 1``: the second set's numbers only."""
+    study, runs = synthetic
+    _second_set(study, runs, flip=True)
+    second = collect_study(study, runs, seeds=3, seed_start=3)
+    assert second.baseline[250] == {3: 60.0, 4: 64.0, 5: 59.0}
+    assert second.deltas[(500, "spl/dcgan")] == paired_difference(
+        {3 + s: BASE_MAP[500][s] - off for s, off in enumerate(GAIN["spl/dcgan"][500])},
+        {3 + s: b for s, b in enumerate(BASE_MAP[500])})
+    assert second.verdicts("spl/dcgan")[500] == "worse"
+    assert collect_study(study, runs).verdicts("spl/dcgan")[500] == "better"   # the first set is unchanged
+
+
+def test_study_reproduction_names_the_verdict_that_flips(synthetic, tmp_path):
+    study, runs = synthetic
+    _second_set(study, runs, flip=True)
+    text = study_reproduction_report(study, runs, 3, [0, 3])
+    assert "## seeds 0–2 against seeds 3–5" in text
+    assert "Of 6 verdicts, 4 agree between the seed sets seeds 0–2 and seeds 3–5, 1 are **unstable**" in text
+    assert "| N = 500: spl/dcgan − baseline | better | worse | **unstable** |" in text
+    assert "| N = 250: smooth/dcgan − baseline | worse | worse | agree |" in text
+    assert "| N = 1000: smooth/dcgan − baseline | n/a | n/a | not compared |" in text  # one seed: untested
+    with pytest.raises(ConfigError, match="overlap"):
+        study_reproduction_report(study, runs, 3, [0, 2])
+    with pytest.raises(ConfigError, match="at least two seed sets"):
+        study_reproduction_report(study, runs, 3, [0])
+    # the command writes <name>_reproduce.md
+    from replication.cli import cli
+    res = CliRunner().invoke(cli, ["study", "reproduce", str(study.path), "--runs", str(runs), "--seeds", "3",
+                                   "--seed-sets", "0,3", "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "out" / f"{study.name}_reproduce.md").read_text() == text
 
 
 def test_missing_size_or_row_stays_empty(tmp_path):
@@ -385,10 +431,11 @@ def test_cli_run_hands_jobs_and_threads_to_every_size(tmp_path, monkeypatch):
     from replication.experiments import study as study_mod
     from replication.experiments.parallel import ProcessStepPool
 
-    calls = []
+    calls, starts = [], []
 
     def fake_run(spec, **kw):
         calls.append((spec.dataset.train_count, kw["threads"], kw["pool"], kw["seeds"]))
+        starts.append(kw["seed_start"])
         return study_mod.ExperimentResult(plan_experiment(spec, seeds=kw["seeds"], threads=kw["threads"]), [])
 
     monkeypatch.setattr(study_mod, "run_experiment", fake_run)
@@ -402,6 +449,10 @@ def test_cli_run_hands_jobs_and_threads_to_every_size(tmp_path, monkeypatch):
     calls.clear()
     res = CliRunner().invoke(cli, ["study", "run", str(path), "--runs", str(tmp_path / "r"), "--no-progress"])
     assert res.exit_code == 0 and [(t, p) for _, t, p, _ in calls] == [(1, None), (1, None)]
+    assert starts == [0, 0, 0, 0]
+    res = CliRunner().invoke(cli, ["study", "run", str(path), "--runs", str(tmp_path / "r"), "--no-progress",
+                                   "--seed-start", "5"])
+    assert res.exit_code == 0 and starts[-2:] == [5, 5]   # the second seed set at every size
 
 
 # ------------------------------------------------------------------------------------ end to end

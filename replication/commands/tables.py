@@ -54,6 +54,14 @@ def render_cmd(spec: Path, fmt: str, runs: Path, out_dir: Path, no_plot: bool, s
         click.echo(f"wrote {path}", err=True)
 
 
+def parse_seed_sets(text: str) -> list[int]:
+    """``--seed-sets``: the first seed of each set, comma-separated (``0,5``)."""
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a list of seeds like 0,5", param_hint="--seed-sets") from None
+
+
 @command.command("reproduce")
 @click.argument("spec", type=click.Path(path_type=Path))
 @click.option("--seeds", type=int, required=True, help="Seeds per set (e.g. 5).")
@@ -66,12 +74,8 @@ def render_cmd(spec: Path, fmt: str, runs: Path, out_dir: Path, no_plot: bool, s
               help="The train-preset overrides given to `spl experiment run --set`; repeatable.")
 def reproduce_cmd(spec: Path, seeds: int, seed_sets: str, runs: Path, out_dir: Path, sets: tuple[str, ...]) -> None:
     """Compare every verdict of SPEC between seed sets run into one --runs; a verdict that flips is unstable."""
-    try:
-        starts = [int(x) for x in seed_sets.split(",") if x.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{seed_sets!r} is not a list of seeds like 0,5", param_hint="--seed-sets") from None
     loaded = with_train_overrides(load_spec(spec), sets)
-    text = reproduction_report(loaded, runs, seeds, starts)
+    text = reproduction_report(loaded, runs, seeds, parse_seed_sets(seed_sets))
     path = out_dir / f"{loaded.name}_reproduce.md"
     atomic_write_text(path, text)
     click.echo(text)

@@ -155,24 +155,27 @@ def study_specs(study: StudySpec) -> dict[int, ExperimentSpec]:
     return {n: derive_spec(study, n) for n in study.train_counts}
 
 
-def plan_study(study: StudySpec, *, seeds: int | None = None,
-               data_root: str | Path | None = None) -> dict[int, Plan]:
+def plan_study(study: StudySpec, *, seeds: int | None = None, data_root: str | Path | None = None,
+               seed_start: int = 0) -> dict[int, Plan]:
     """``N → plan`` of every size (nothing runs; a bad preset or data root fails here, before any step)."""
     s = study.seeds if seeds is None else seeds
-    return {n: plan_experiment(spec, data_root=data_root, seeds=s) for n, spec in study_specs(study).items()}
+    return {n: plan_experiment(spec, data_root=data_root, seeds=s, seed_start=seed_start)
+            for n, spec in study_specs(study).items()}
 
 
 def run_study(study: StudySpec, *, runs: str | Path = "runs", seeds: int | None = None,
               data_root: str | Path | None = None, progress: bool = True, threads: int = DEFAULT_THREADS,
-              pool: StepPool | None = None) -> dict[int, ExperimentResult]:
+              pool: StepPool | None = None, seed_start: int = 0) -> dict[int, ExperimentResult]:
     """Plan every size first, then run each size's steps not yet done under ``runs`` (smallest N first).
 
-    ``threads`` and ``pool`` are :func:`~replication.experiments.runner.run_experiment`'s: the torch threads
-    of every step (part of each step's key) and where independent steps of one size run concurrently."""
-    plan_study(study, seeds=seeds, data_root=data_root)
+    ``threads``, ``pool`` and ``seed_start`` are :func:`~replication.experiments.runner.run_experiment`'s:
+    the torch threads of every step (part of each step's key), where independent steps of one size run
+    concurrently, and the first seed of the replicates (seeds ``seed_start`` … ``seed_start + seeds − 1``:
+    a second, disjoint seed set for the reproduction check)."""
+    plan_study(study, seeds=seeds, data_root=data_root, seed_start=seed_start)
     s = study.seeds if seeds is None else seeds
     return {n: run_experiment(spec, runs=runs, data_root=data_root, seeds=s, progress=progress, threads=threads,
-                              pool=pool)
+                              pool=pool, seed_start=seed_start)
             for n, spec in study_specs(study).items()}
 
 

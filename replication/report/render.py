@@ -21,7 +21,7 @@ from replication.io_utils import atomic_write, atomic_write_text
 from replication.report.figures import plot_delta, plot_lambda, plot_map
 from replication.report.formats import FORMATS, FORMATTERS
 from replication.report.page import Report, format_report, load_report
-from replication.report.statistics import all_verdicts, compare_verdicts, format_reproduction
+from replication.report.statistics import all_verdicts, check_seed_sets, reproduction_markdown
 from replication.report.table import Table, collect_results, load_table, metric_by_seed, table_seeds
 from replication.training.config import ITERATIONS
 
@@ -95,21 +95,11 @@ def reproduction_report(spec: ExperimentSpec, runs: str | Path, seeds: int, seed
     seeds from each start in ``seed_sets``, all under one ``runs``), compared with the first set's
     (:func:`replication.report.statistics.all_verdicts`, :func:`~replication.report.statistics.compare_verdicts`).
     A verdict that differs between two sets is unstable."""
-    starts = list(seed_sets)
-    if len(starts) < 2:
-        raise ConfigError(f"{spec.path}: the reproduction check needs at least two seed sets, got {starts}")
-    sets = {s: range(s, s + seeds) for s in starts}
-    if any(set(sets[a]) & set(sets[b]) for a in starts for b in starts if a < b):
-        raise ConfigError(f"{spec.path}: seed sets {starts} with {seeds} seeds each overlap; use disjoint sets")
+    sets = check_seed_sets(spec.path, list(seed_sets), seeds)
     iters = train_schedule(spec) == ITERATIONS  # the controls worded as the report words them
     verdicts = {s: all_verdicts(metric_by_seed(collect_results(spec, runs, r)), spec.rows, iteration_schedule=iters)
                 for s, r in sets.items()}
-    names = {s: f"seeds {r.start}–{r.stop - 1}" for s, r in sets.items()}
-    out = [f"# Reproduction check: {spec.title}", ""]
-    for s in starts[1:]:
-        out += [f"## {names[starts[0]]} against {names[s]}", "",
-                format_reproduction(compare_verdicts(verdicts[starts[0]], verdicts[s]), (names[starts[0]], names[s]))]
-    return "\n".join(out)
+    return reproduction_markdown(spec.title, verdicts, seeds)
 
 
 

@@ -31,6 +31,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from replication.errors import ConfigError
 from replication.vocabulary import (
     BASELINE,
     BEYOND_PAPER_MARK,
@@ -545,7 +546,31 @@ def format_reproduction(agreements: Sequence[Agreement], labels: tuple[str, str]
     return "\n".join(lines) + "\n"
 
 
+def check_seed_sets(where: object, starts: Sequence[int], seeds: int) -> dict[int, range]:
+    """``start → range`` of each seed set (``seeds`` seeds from each start); ConfigError naming ``where``
+    unless there are at least two sets and no two overlap."""
+    if len(starts) < 2:
+        raise ConfigError(f"{where}: the reproduction check needs at least two seed sets, got {list(starts)}")
+    sets = {s: range(s, s + seeds) for s in starts}
+    if any(set(sets[a]) & set(sets[b]) for a in starts for b in starts if a < b):
+        raise ConfigError(f"{where}: seed sets {list(starts)} with {seeds} seeds each overlap; use disjoint sets")
+    return sets
+
+
+def reproduction_markdown(title: str, verdicts: Mapping[int, Mapping[str, str]], seeds: int) -> str:
+    """The reproduction check as Markdown: the verdicts of each seed set (``start → {name: verdict}``, in the
+    sets' order) compared with the first set's, one :func:`format_reproduction` section per later set."""
+    starts = list(verdicts)
+    names = {s: f"seeds {s}–{s + seeds - 1}" for s in starts}
+    out = [f"# Reproduction check: {title}", ""]
+    for s in starts[1:]:
+        out += [f"## {names[starts[0]]} against {names[s]}", "",
+                format_reproduction(compare_verdicts(verdicts[starts[0]], verdicts[s]), (names[starts[0]], names[s]))]
+    return "\n".join(out)
+
+
 __all__ = [
+    "check_seed_sets", "reproduction_markdown",
     "CEILING_HEADING", "ceiling_comparisons", "ceiling_share", "ceiling_paragraph",
     "AGREE", "UNSTABLE", "NOT_COMPARED", "all_verdicts", "Agreement", "compare_verdicts", "format_reproduction",
     "CONTROLS_HEADING", "MORE_ITERATIONS", "PLATEAU_NOTE", "control_comparisons", "control_paragraph",

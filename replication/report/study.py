@@ -21,7 +21,16 @@ from replication.experiments.runner import resolved_train
 from replication.experiments.study import METRIC, StudySpec, study_specs
 from replication.io_utils import atomic_write_text
 from replication.report.formats import DASH, csv_text, delta_interval, md_row, mean_std_text, num2
-from replication.report.statistics import BETTER, NOT_AVAILABLE, WORSE, PairedDiff, mean_std, paired_difference
+from replication.report.statistics import (
+    BETTER,
+    NOT_AVAILABLE,
+    WORSE,
+    PairedDiff,
+    check_seed_sets,
+    mean_std,
+    paired_difference,
+    reproduction_markdown,
+)
 from replication.report.table import collect_results, metric_by_seed
 from replication.vocabulary import BASELINE, row_label
 
@@ -61,12 +70,14 @@ class StudyResult:
                 for n in self.counts}
 
 
-def collect_study(study: StudySpec, runs: str | Path = "runs", seeds: int | None = None) -> StudyResult:
+def collect_study(study: StudySpec, runs: str | Path = "runs", seeds: int | None = None,
+                  seed_start: int = 0) -> StudyResult:
     """The :class:`StudyResult` of the finished runs under ``runs`` (missing sizes or rows stay empty / None).
 
-    Only seeds 0 … ``seeds`` − 1 count (default: the study's ``seeds``), so every N has the same replicates
-    even where the runs folder holds more (e.g. the demo's second seed set at N = 250)."""
-    chosen = range(study.seeds if seeds is None else seeds)
+    Only seeds ``seed_start`` … ``seed_start + seeds`` − 1 count (``seeds`` defaults to the study's), so every
+    N has the same replicates even where the runs folder holds more (e.g. the demo's second seed set at
+    N = 250)."""
+    chosen = range(seed_start, seed_start + (study.seeds if seeds is None else seeds))
     base: dict[int, dict[int, float]] = {}
     deltas: dict[tuple[int, str], PairedDiff | None] = {}
     for n, spec in study_specs(study).items():
@@ -238,7 +249,22 @@ def render_study(study: StudySpec, runs: str | Path = "runs", out_dir: str | Pat
     return result, write_study(result, out_dir, plot=plot)
 
 
+def study_verdicts(result: StudyResult) -> dict[str, str]:
+    """Every verdict of the study by name, ``"N = <n>: <row> − baseline"`` → better / worse / no difference /
+    n/a, sizes in increasing N and rows in the study's order."""
+    return {f"N = {n}: {row} − baseline": result.verdicts(row)[n] for n in result.counts for row in result.rows}
+
+
+def study_reproduction_report(study: StudySpec, runs: str | Path, seeds: int, seed_sets: Sequence[int]) -> str:
+    """The reproduction check of the study (Markdown): each size's and row's verdict on every seed set
+    (``seeds`` seeds from each start in ``seed_sets``, all under one ``runs``), compared with the first set's
+    (:func:`~replication.report.statistics.compare_verdicts`). A verdict that differs between sets is unstable."""
+    sets = check_seed_sets(study.path, list(seed_sets), seeds)
+    verdicts = {s: study_verdicts(collect_study(study, runs, seeds, seed_start=s)) for s in sets}
+    return reproduction_markdown(study.title, verdicts, seeds)
+
+
 __all__ = [
     "StudyResult", "collect_study", "conclusion", "delta_cell", "format_study_markdown", "format_study_csv",
-    "CSV_HEADER", "figure_series", "write_study", "render_study",
+    "CSV_HEADER", "figure_series", "write_study", "render_study", "study_verdicts", "study_reproduction_report",
 ]
