@@ -25,12 +25,14 @@ from replication.errors import ConfigError
 from replication.experiments.launch import job_parameters, launch_config_from_dict, load_launch_config
 from replication.experiments.parallel import process_pool
 from replication.experiments.steps import DONE, ERROR_LOG, Step, StepFailedError, execute, pin_threads, step_threads
+from replication.progress import bars_allowed
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def _writer(name: str, *, fail_if: Path | None = None, wait_for: Path | None = None, mark: Path | None = None):
-    """A step function: writes ``out.txt`` = name(inputs…) and ``threads.txt`` = torch's thread count.
+    """A step function: writes ``out.txt`` = name(inputs…), ``threads.txt`` = torch's thread count and
+    ``bars.txt`` = whether progress bars are allowed where it ran.
 
     ``fail_if``: raise while that file exists; ``mark``/``wait_for``: write ``mark``, then wait (≤ 60 s)
     for ``wait_for`` — only possible when the other step runs at the same time.
@@ -50,6 +52,7 @@ def _writer(name: str, *, fail_if: Path | None = None, wait_for: Path | None = N
         text = name + "(" + ",".join((inputs[k] / "out.txt").read_text() for k in sorted(inputs)) + ")"
         (out / "out.txt").write_text(text)
         (out / "threads.txt").write_text(str(torch.get_num_threads()))
+        (out / "bars.txt").write_text(str(bars_allowed()))
 
     return run
 
@@ -90,6 +93,7 @@ def test_serial_steps_run_with_their_threads_and_restore(tmp_path):
     assert torch.get_num_threads() == before == 1  # conftest's one thread, restored after each step
     for s in (a, b, c, d):
         assert (s.path(tmp_path) / "threads.txt").read_text() == "2"
+        assert (s.path(tmp_path) / "bars.txt").read_text() == "True"  # in process: the steps' bars are drawn
         assert yaml.safe_load((s.path(tmp_path) / "step.yaml").read_text())["threads"] == 2
     with step_threads(None):
         assert torch.get_num_threads() == 1
@@ -117,6 +121,7 @@ def test_pool_runs_independent_steps_concurrently_in_dependency_order(pool2, tmp
     assert [r.step.kind for r in records] == ["a", "b", "c", "d"] and all(r.status == "ran" for r in records)
     assert (d.path(runs) / "out.txt").read_text() == "d(b(a()),c())"
     assert all((s.path(runs) / "threads.txt").read_text() == "1" for s in (a, b, c, d))
+    assert all((s.path(runs) / "bars.txt").read_text() == "False" for s in (a, b, c, d))  # workers draw no bars
     assert all((s.path(runs) / DONE).is_file() for s in (a, b, c, d))
     # finished steps are skipped by the parent, without a worker
     again = execute([d], runs, pool=pool2, progress=False)

@@ -18,6 +18,7 @@ from replication.data.shards import SOURCE_REAL, ShardSet, ShardWriter, is_shard
 from replication.data.sources import open_source
 from replication.errors import BadImageError, DataSourceError
 from replication.io_utils import check_output_path
+from replication.progress import progress_on
 from replication.vocabulary import BAD_IMAGE_POLICIES
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def build_shards(
         overwrite=overwrite,
         extra=extra,
     ) as writer:
-        for record in tqdm(records, desc=f"build {source}/{split}", unit="img", disable=not progress):
+        for record in tqdm(records, desc=f"build {source}/{split}", unit="img", disable=not progress_on(progress)):
             try:
                 image = record.load()
             except BadImageError as e:

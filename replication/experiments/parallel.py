@@ -8,7 +8,8 @@ resolved configs) and run by :func:`~replication.experiments.steps.run_pickled`:
 ``done`` last, and its own fixed torch thread count (``Step.threads``), as in the serial runner.
 
 Each worker's OpenMP and Numba pools are capped at the steps' thread count before torch or numba
-load, so N workers × T threads is what runs (2 jobs × 1 thread on 2 cores). On Linux each worker also
+load, so N workers × T threads is what runs (2 jobs × 1 thread on 2 cores). Workers draw no progress
+bars (:mod:`replication.progress`): the runner's bar lists the running steps. On Linux each worker also
 dies with the runner (``PR_SET_PDEATHSIG``): a killed ``spl experiment run`` leaves no worker running a
 step and holding its lock when the same command is started again (issue #21).
 """
@@ -28,6 +29,7 @@ import cloudpickle
 
 from replication.errors import ConfigError
 from replication.experiments.steps import Step, run_pickled
+from replication.progress import turn_bars_off
 
 #: Environment variables that size a process's thread pools (read when torch / numba / BLAS load).
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -46,10 +48,13 @@ def die_with_parent(parent: int) -> None:
 
 
 def _init_worker(threads: int, parent: int) -> None:
-    """Worker start: die with the runner; cap the thread pools before the first step imports torch or numba."""
+    """Worker start: die with the runner; cap the thread pools before the first step imports torch or numba;
+    no progress bars of its own (several processes' bars garble one terminal; the runner's bar lists the
+    running steps)."""
     die_with_parent(parent)
     for var in THREAD_ENV:
         os.environ[var] = str(threads)
+    turn_bars_off()
 
 
 class ProcessStepPool:

@@ -27,6 +27,7 @@ from gan_tf_port.train import KEPT_DIR, KEPT_INDEX, read_kept_index
 from replication.errors import ConfigError, ShardError
 from replication.gan.quality_step import DEFAULT_N, gan_quality, quality_path
 from replication.io_utils import atomic_write_json, check_output_path
+from replication.progress import progress_on
 from replication.training.checkpoint import MODEL
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def gan_curve(runs: Sequence[str | Path], classifier: str | Path, n: int = DEFAU
     check_output_path(fig, *(("the GAN run directory", r) for r in runs), ("the classifier run", classifier),
                       may_lie_inside=True)
     plan = [(run, *kept_checkpoints(run)) for run in runs]  # every index is checked before any work
-    bar = tqdm(total=sum(len(e) for _, _, e in plan), desc="gan curve", unit="ckpt", disable=not progress)
+    bar = tqdm(total=sum(len(e) for _, _, e in plan), desc="gan curve", unit="ckpt", disable=not progress_on(progress))
     curves: dict[Path, dict[str, Any]] = {}
     try:
         for run, index, entries in plan:

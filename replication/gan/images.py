@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from gan_tf_port.grid import save_grid
 from replication.data.shards import ShardSet
+from replication.progress import progress_on
 
 
 def preprocess_gan_image(image_bgr: np.ndarray, size: int, resize: str = "area") -> np.ndarray:
@@ -63,7 +64,7 @@ def load_gan_images(path: str | Path, size: int, resize: str = "area", progress:
     """All images of a shard set, preprocessed, as one uint8 tensor N×3×size×size (RGB)."""
     ds = ShardGanImages(path, size, resize)
     out = torch.empty((len(ds), 3, size, size), dtype=torch.uint8)
-    for i in tqdm(range(len(ds)), desc="load GAN images", unit="img", disable=not progress):
+    for i in tqdm(range(len(ds)), desc="load GAN images", unit="img", disable=not progress_on(progress)):
         out[i] = ds[i]
     return out
 

@@ -45,6 +45,7 @@ from replication.gan.torch_dcgan import SIZE as PEER_SIZE
 from replication.gan.torch_dcgan import peer_generator_from_checkpoint, train_peer_run
 from replication.io_utils import atomic_write_json, atomic_write_text, check_output_path
 from replication.locking import output_lock
+from replication.progress import bars_allowed, progress_on
 from replication.vocabulary import DIGIT_DATASETS, PEER_DCGAN
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ def _port_config(cfg: GanTrainConfig, flip: bool) -> TrainConfig:
                        adam=cfg.adam, seed=cfg.seed, flip=flip, sample_every=cfg.sample_every,
                        checkpoint_every=cfg.checkpoint_every_iters, log_every=cfg.log_every,
                        max_iters=cfg.max_iters, device=cfg.device, compile=cfg.compile,
-                       num_workers=cfg.num_workers, progress=cfg.progress, keep_every=cfg.keep_every or 0)
+                       num_workers=cfg.num_workers, progress=progress_on(cfg.progress), keep_every=cfg.keep_every or 0)
 
 
 def _run_trainer(cfg: GanTrainConfig, flip: bool, images: torch.Tensor | Dataset, out: Path, resume: bool) -> None:
@@ -219,7 +220,7 @@ def _write_samples(g: torch.nn.Module, arch: str, n: int, out: Path, source: dic
                      class_names=source["class_names"], encoding="png", label_kind="none", extra=extra) as w:
         i = 0
         for imgs in tqdm(iter_samples(g, n, seed=seed, batch=batch, device=device), desc=f"sample {arch}",
-                         unit="batch", total=-(-n // batch), disable=n <= batch):
+                         unit="batch", total=-(-n // batch), disable=n <= batch or not bars_allowed()):
             if sum(len(p) for p in grid_parts) < grid_n:
                 grid_parts.append(imgs[:grid_n])
             for img in imgs:

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from replication.data.shards import ShardSet
 from replication.errors import ShardError
 from replication.io_utils import atomic_write
+from replication.progress import progress_on
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def score_images(
     outs = []
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if amp else nullcontext()
     try:
-        for images in tqdm(loader, desc="predict", unit="batch", disable=not progress, leave=False):
+        for images in tqdm(loader, desc="predict", unit="batch", disable=not progress_on(progress), leave=False):
             images = images.to(device, non_blocking=True)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)

@@ -73,6 +73,7 @@ from replication.models.domain_bn import (
     plain_state_dict,
 )
 from replication.models.pretrained import load_pretrained
+from replication.progress import progress_on
 from replication.training import distributed as D
 from replication.training.checkpoint import (
     CHECKPOINT,
@@ -368,7 +369,7 @@ class Trainer:
         length = self.epoch_length()
         pbar = tqdm(total=length, initial=self.batch_in_epoch,
                     desc=f"epoch {self.epoch + 1}/{self.num_epochs}", unit="it",
-                    disable=(not self.info.is_main) or (None if cfg.progress else True), leave=False)
+                    disable=(not self.info.is_main) or (None if progress_on(cfg.progress) else True), leave=False)
         t_sync, steps_since = time.perf_counter(), 0
         try:
             for images, targets, weights, is_real in self._loader():
