@@ -238,6 +238,7 @@ def test_function_level_imports_only_for_optional_dependencies(repo_graph) -> No
 #: a module belongs to the longest group that names it or a package above it.
 LAYERS = {
     "kernels": 0, "gan_tf_port": 0, "replication": 0, "replication.errors": 0, "replication.vocabulary": 0,
+    "replication.console": 0,
     "replication.io_utils": 1, "replication.locking": 1, "replication.config": 1,
     "replication.data": 2, "replication.models": 2, "replication.metrics": 2,
     "replication.report.plots": 2, "replication.report.paper_table": 2, "replication.report.statistics": 2,

@@ -21,11 +21,11 @@ import torch
 import yaml
 from click.testing import CliRunner
 
+from replication.console.progress import bars_allowed
 from replication.errors import ConfigError
 from replication.experiments.launch import job_parameters, launch_config_from_dict, load_launch_config
 from replication.experiments.parallel import process_pool
 from replication.experiments.steps import DONE, ERROR_LOG, Step, StepFailedError, execute, pin_threads, step_threads
-from replication.progress import bars_allowed
 
 REPO = Path(__file__).resolve().parent.parent
 

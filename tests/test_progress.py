@@ -1,4 +1,4 @@
-"""Progress bars on or off per process (replication/progress.py): ``--no-progress`` silences the steps' bars
+"""Progress bars on or off per process (replication/console/progress.py): ``--no-progress`` silences the steps' bars
 too, and ``--jobs`` workers draw none (their bars would garble the runner's terminal)."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from replication import progress as P
+from replication.console import progress as P
 from replication.data.build import build_shards
 
 REPO = Path(__file__).resolve().parent.parent

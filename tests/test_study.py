@@ -265,7 +265,8 @@ def test_outputs_table_csv_and_figure(synthetic, tmp_path):
 def test_outputs_byte_for_byte_as_before_the_report_package(synthetic, tmp_path):
     """``tests/fixtures/study_golden/`` was written by the study's own formatters before they were replaced by
     the table's (issue #23, at commit af6801d); the shared formats must give the same bytes. Since then the
-    page states what the GANs train on and the conditions (issue #19): those two lines were updated by hand."""
+    page states what the GANs train on and the conditions (issue #19), and its seed set (issue #20's second seed
+    set): those three lines were updated by hand."""
     study, runs = synthetic
     written = write_study(collect_study(study, runs), tmp_path / "out", plot=False)
     for k in ("md", "csv"):
@@ -492,3 +493,25 @@ def test_study_end_to_end_tiny(tmp_path):
     assert res.exit_code == 0, res.output
     assert (out / "study.png").stat().st_size > 1000 and "| 48 |" in (out / "study.md").read_text()
     assert isinstance(result.deltas[(48, "smooth/shuffled")], PairedDiff)
+
+
+def test_cli_renders_the_second_seed_set_on_its_own(synthetic, tmp_path):
+    """``spl study render --seed-start 3``: the page of seeds 3–5 only (spl at N = 500 flipped there), saying so."""
+    from replication.cli import cli
+
+    study, runs = synthetic
+    _second_set(study, runs, flip=True)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["study", "render", str(study.path), "--runs", str(runs), "--out", str(out),
+                                   "--seeds", "3", "--seed-start", "3", "--no-plot"])
+    assert res.exit_code == 0, res.output
+    second = collect_study(study, runs, seeds=3, seed_start=3)
+    assert res.output.rstrip().endswith(conclusion(second))
+    assert conclusion(second) != conclusion(collect_study(study, runs))
+    md = (out / "study.md").read_text()
+    d = second.deltas[(500, "spl/dcgan")]
+    assert "- Replicates: seeds 3–5 " in md and f"| {d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}] | worse |" in md
+    first = (out / "first").as_posix()
+    assert CliRunner().invoke(cli, ["study", "render", str(study.path), "--runs", str(runs), "--out", first,
+                                    "--no-plot"]).exit_code == 0
+    assert "- Replicates: seeds 0–2 " in (out / "first" / "study.md").read_text()

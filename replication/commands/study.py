@@ -58,10 +58,14 @@ def run_cmd(study: Path, runs: Path, seeds: int | None, data_root: Path | None, 
               help="Where <name>.md, <name>.csv and <name>.png are written.")
 @click.option("--no-plot", is_flag=True, help="Skip the figure.")
 @click.option("--seeds", type=int, default=None,
-              help="Use seeds 0..N-1 at every size (default: the study's `seeds`; give what `run` was given).")
-def render_cmd(study: Path, runs: Path, out_dir: Path, no_plot: bool, seeds: int | None) -> None:
-    """Write STUDY's table, CSV and figure from the finished runs; print the table, then the conclusion."""
-    result, written = render_study(load_study(study), runs, out_dir, plot=not no_plot, seeds=seeds)
+              help="Seeds per size (default: the study's `seeds`; give what `run` was given).")
+@click.option("--seed-start", type=click.IntRange(min=0), default=0, show_default=True,
+              help="First seed of the set to render (e.g. 5 for the set `spl study run --seed-start 5` ran).")
+def render_cmd(study: Path, runs: Path, out_dir: Path, no_plot: bool, seeds: int | None, seed_start: int) -> None:
+    """Write STUDY's table, CSV and figure from the finished runs (one seed set: --seeds from --seed-start);
+    print the table, then the conclusion."""
+    result, written = render_study(load_study(study), runs, out_dir, plot=not no_plot, seeds=seeds,
+                                   seed_start=seed_start)
     click.echo(format_study_markdown(result))
     for path in written.values():
         click.echo(f"wrote {path}", err=True)

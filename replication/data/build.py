@@ -14,11 +14,11 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+from replication.console.progress import progress_on
 from replication.data.shards import SOURCE_REAL, ShardSet, ShardWriter, is_shard_set
 from replication.data.sources import open_source
 from replication.errors import BadImageError, DataSourceError
 from replication.io_utils import check_output_path
-from replication.progress import progress_on
 from replication.vocabulary import BAD_IMAGE_POLICIES
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ resolved configs) and run by :func:`~replication.experiments.steps.run_pickled`:
 
 Each worker's OpenMP and Numba pools are capped at the steps' thread count before torch or numba
 load, so N workers × T threads is what runs (2 jobs × 1 thread on 2 cores). Workers draw no progress
-bars (:mod:`replication.progress`): the runner's bar lists the running steps. On Linux each worker also
+bars (:mod:`replication.console.progress`): the runner's bar lists the running steps. On Linux each worker also
 dies with the runner (``PR_SET_PDEATHSIG``): a killed ``spl experiment run`` leaves no worker running a
 step and holding its lock when the same command is started again (issue #21).
 """
@@ -27,9 +27,9 @@ from pathlib import Path
 
 import cloudpickle
 
+from replication.console.progress import turn_bars_off
 from replication.errors import ConfigError
 from replication.experiments.steps import Step, run_pickled
-from replication.progress import turn_bars_off
 
 #: Environment variables that size a process's thread pools (read when torch / numba / BLAS load).
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")

@@ -57,11 +57,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from replication.console.progress import bars_off
 from replication.errors import ConfigError
 from replication.experiments import stepfns as F
 from replication.experiments.spec import PRETRAIN_SOURCES, ExperimentSpec, PresetSpec
 from replication.experiments.steps import DEFAULT_THREADS, Step, StepPool, StepRecord, execute, pin_threads, toposort
-from replication.progress import bars_off
 from replication.training.config import ITERATIONS, TrainConfig, scaled_iterations
 from replication.vocabulary import BASELINE, GENERATORS, NEEDS_SCORES, REAL_SOURCE, SHUFFLE_GRID, parse_row_id
 
@@ -414,7 +414,7 @@ def run_experiment(spec: ExperimentSpec, *, runs: str | Path = "runs", data_root
                    threads: int = DEFAULT_THREADS, pool: StepPool | None = None) -> ExperimentResult:
     """Plan ``spec`` and execute every step not yet done under ``runs`` (see :func:`plan_experiment`);
     ``pool`` runs independent steps concurrently (:func:`~replication.experiments.steps.execute`).
-    ``progress=False``: no bar at all, the steps' own included (:func:`replication.progress.bars_off`)."""
+    ``progress=False``: no bar at all, the steps' own included (:func:`replication.console.progress.bars_off`)."""
     plan = plan_experiment(spec, data_root=data_root, seeds=seeds, only=only, seed_start=seed_start,
                            threads=threads)
     steps = plan.steps

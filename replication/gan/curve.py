@@ -24,10 +24,10 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from gan_tf_port.train import KEPT_DIR, KEPT_INDEX, read_kept_index
+from replication.console.progress import progress_on
 from replication.errors import ConfigError, ShardError
 from replication.gan.quality_step import DEFAULT_N, gan_quality, quality_path
 from replication.io_utils import atomic_write_json, check_output_path
-from replication.progress import progress_on
 from replication.training.checkpoint import MODEL
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from gan_tf_port.grid import save_grid
+from replication.console.progress import progress_on
 from replication.data.shards import ShardSet
-from replication.progress import progress_on
 
 
 def preprocess_gan_image(image_bgr: np.ndarray, size: int, resize: str = "area") -> np.ndarray:

@@ -37,6 +37,7 @@ from gan_tf_port.train import (
     train,
 )
 from replication import config as C
+from replication.console.progress import bars_allowed, progress_on
 from replication.data.shards import SOURCE_GENERATED, ShardSet, ShardWriter, is_shard_set, load_manifest
 from replication.errors import ConfigError, ReplicationError, ShardError
 from replication.gan.config import GanTrainConfig
@@ -45,7 +46,6 @@ from replication.gan.torch_dcgan import SIZE as PEER_SIZE
 from replication.gan.torch_dcgan import peer_generator_from_checkpoint, train_peer_run
 from replication.io_utils import atomic_write_json, atomic_write_text, check_output_path
 from replication.locking import output_lock
-from replication.progress import bars_allowed, progress_on
 from replication.vocabulary import DIGIT_DATASETS, PEER_DCGAN
 
 log = logging.getLogger(__name__)

@@ -23,10 +23,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from replication.console.progress import progress_on
 from replication.data.shards import ShardSet
 from replication.errors import ShardError
 from replication.io_utils import atomic_write
-from replication.progress import progress_on
 
 log = logging.getLogger(__name__)
 

@@ -557,11 +557,16 @@ def check_seed_sets(where: object, starts: Sequence[int], seeds: int) -> dict[in
     return sets
 
 
+def seed_set_text(start: int, seeds: int) -> str:
+    """A seed set's name: ``seeds 5–9`` (``seeds`` seeds from ``start``), ``seed 5`` for one."""
+    return f"seed {start}" if seeds == 1 else f"seeds {start}–{start + seeds - 1}"
+
+
 def reproduction_markdown(title: str, verdicts: Mapping[int, Mapping[str, str]], seeds: int) -> str:
     """The reproduction check as Markdown: the verdicts of each seed set (``start → {name: verdict}``, in the
     sets' order) compared with the first set's, one :func:`format_reproduction` section per later set."""
     starts = list(verdicts)
-    names = {s: f"seeds {s}–{s + seeds - 1}" for s in starts}
+    names = {s: seed_set_text(s, seeds) for s in starts}
     out = [f"# Reproduction check: {title}", ""]
     for s in starts[1:]:
         out += [f"## {names[starts[0]]} against {names[s]}", "",
@@ -570,7 +575,7 @@ def reproduction_markdown(title: str, verdicts: Mapping[int, Mapping[str, str]],
 
 
 __all__ = [
-    "check_seed_sets", "reproduction_markdown",
+    "check_seed_sets", "seed_set_text", "reproduction_markdown",
     "CEILING_HEADING", "ceiling_comparisons", "ceiling_share", "ceiling_paragraph",
     "AGREE", "UNSTABLE", "NOT_COMPARED", "all_verdicts", "Agreement", "compare_verdicts", "format_reproduction",
     "CONTROLS_HEADING", "MORE_ITERATIONS", "PLATEAU_NOTE", "control_comparisons", "control_paragraph",

@@ -30,6 +30,7 @@ from replication.report.statistics import (
     mean_std,
     paired_difference,
     reproduction_markdown,
+    seed_set_text,
 )
 from replication.report.table import collect_results, metric_by_seed
 from replication.vocabulary import BASELINE, row_label
@@ -47,6 +48,13 @@ class StudyResult:
     study: StudySpec
     baseline: Mapping[int, Mapping[int, float]]          # N → seed → baseline mAP
     deltas: Mapping[tuple[int, str], PairedDiff | None]
+    seeds: range = range(0)                               # the seed set that counted (empty: the study's 0 … seeds − 1)
+
+    @property
+    def seed_text(self) -> str:
+        """The seed set that counted: ``seeds 0–4``."""
+        chosen = self.seeds or range(self.study.seeds)
+        return seed_set_text(chosen.start, len(chosen))
 
     @property
     def counts(self) -> tuple[int, ...]:
@@ -86,7 +94,7 @@ def collect_study(study: StudySpec, runs: str | Path = "runs", seeds: int | None
         for row in study.rows:
             mine = values.get(row, {})
             deltas[(n, row)] = paired_difference(mine, base[n]) if mine and base[n] else None
-    return StudyResult(study, base, deltas)
+    return StudyResult(study, base, deltas, chosen)
 
 
 # ---------------------------------------------------------------------------------------- the sentence
@@ -169,6 +177,7 @@ def format_study_markdown(result: StudyResult, figure: str | None = None) -> str
              f"split; {_gan_data_text(study)}), rows baseline + {', '.join(study.rows)}. "
              f"Beyond the paper (issue #13).",
              f"- {_conditions_text(study)}",
+             f"- Replicates: {result.seed_text} (each seed a replicate at every N; `spl study render --seed-start`).",
              f"- Baseline: its {METRIC} in %, mean ± sample std over its seeds (count in brackets).",
              f"- Δ {METRIC}: the mean paired difference row − baseline (seed i with seed i), in points, with its 95% "
              f"t confidence interval over the paired seeds; verdict *better* if the interval lies above 0, *worse* "
@@ -242,10 +251,11 @@ def write_study(result: StudyResult, out_dir: str | Path = "tables/out", *, plot
 
 
 def render_study(study: StudySpec, runs: str | Path = "runs", out_dir: str | Path = "tables/out", *,
-                 plot: bool = True, seeds: int | None = None) -> tuple[StudyResult, dict[str, Path]]:
-    """Collect the study's finished runs (seeds 0 … ``seeds`` − 1, default the study's) and write its outputs
-    (:func:`write_study`)."""
-    result = collect_study(study, runs, seeds)
+                 plot: bool = True, seeds: int | None = None,
+                 seed_start: int = 0) -> tuple[StudyResult, dict[str, Path]]:
+    """Collect the study's finished runs (seeds ``seed_start`` … ``seed_start + seeds`` − 1, ``seeds`` default
+    the study's) and write its outputs (:func:`write_study`)."""
+    result = collect_study(study, runs, seeds, seed_start=seed_start)
     return result, write_study(result, out_dir, plot=plot)
 
 

@@ -55,6 +55,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from kernels.ops.soft_cross_entropy import weighted_soft_cross_entropy
+from replication.console.progress import progress_on
 from replication.data.dataset import ShardDataset
 from replication.data.shards import ShardSet
 from replication.data.transforms import CaffeTestTransform, CaffeTrainTransform
@@ -73,7 +74,6 @@ from replication.models.domain_bn import (
     plain_state_dict,
 )
 from replication.models.pretrained import load_pretrained
-from replication.progress import progress_on
 from replication.training import distributed as D
 from replication.training.checkpoint import (
     CHECKPOINT,
