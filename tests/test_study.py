@@ -322,7 +322,7 @@ def _result(tmp_path: Path, deltas: dict[tuple[int, str], tuple[float, ...] | No
     for key, diffs in deltas.items():
         out[key] = None if diffs is None else paired_difference(dict(enumerate(diffs)), dict.fromkeys(
             range(len(diffs)), 0.0))
-    return StudyResult(study, {n: {} for n in COUNTS}, out)
+    return StudyResult(study, {n: {} for n in COUNTS}, out, range(study.seeds))
 
 
 FLAT = (-0.5, 0.4, 0.1)          # CI contains 0

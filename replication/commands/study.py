@@ -23,7 +23,8 @@ def command() -> None:
 @click.argument("study", type=click.Path(path_type=Path))
 @click.option("--runs", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
               help="Root of the run directories (runs/<dataset>/<step>-<hash>/).")
-@click.option("--seeds", type=int, default=None, help="Paired seeds per row (default: the study's `seeds`).")
+@click.option("--seeds", type=click.IntRange(min=1), default=None,
+              help="Paired seeds per row (default: the study's `seeds`).")
 @click.option("--data-root", type=click.Path(path_type=Path), default=None,
               help="Folder of the raw dataset (not needed for digits-mosaic).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
@@ -57,7 +58,7 @@ def run_cmd(study: Path, runs: Path, seeds: int | None, data_root: Path | None, 
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("tables/out"), show_default=True,
               help="Where <name>.md, <name>.csv and <name>.png are written.")
 @click.option("--no-plot", is_flag=True, help="Skip the figure.")
-@click.option("--seeds", type=int, default=None,
+@click.option("--seeds", type=click.IntRange(min=1), default=None,
               help="Seeds per size (default: the study's `seeds`; give what `run` was given).")
 @click.option("--seed-start", type=click.IntRange(min=0), default=0, show_default=True,
               help="First seed of the set to render (e.g. 5 for the set `spl study run --seed-start 5` ran).")

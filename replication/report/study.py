@@ -48,13 +48,12 @@ class StudyResult:
     study: StudySpec
     baseline: Mapping[int, Mapping[int, float]]          # N → seed → baseline mAP
     deltas: Mapping[tuple[int, str], PairedDiff | None]
-    seeds: range = range(0)                               # the seed set that counted (empty: the study's 0 … seeds − 1)
+    seeds: range                                          # the seed set that counted
 
     @property
     def seed_text(self) -> str:
         """The seed set that counted: ``seeds 0–4``."""
-        chosen = self.seeds or range(self.study.seeds)
-        return seed_set_text(chosen.start, len(chosen))
+        return seed_set_text(self.seeds.start, len(self.seeds))
 
     @property
     def counts(self) -> tuple[int, ...]:
